@@ -1,0 +1,27 @@
+"""Shared CLI pieces: the --json option, consoles (results on stdout, chatter on stderr), JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--json`: one JSON document on stdout and nothing else (dest `json_`, as in simonw/llm)."""
+    return click.option("json_", "--json", is_flag=True, help="Print one JSON document on stdout.")(func)
+
+
+def print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+def positive_int(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be a positive integer, got {value}")
+    return value

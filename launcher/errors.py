@@ -1,0 +1,52 @@
+"""The exception tree. Library modules raise these; only `launcher.cli` turns them into exit codes.
+
+* GptossSkyError             root; anything else escaping is a bug and shows a traceback
+  + UserError                the user must change something (exit 2)
+    - CatalogError           a catalogs/*.yaml file is malformed or names something unknown
+    - RenderError            a template could not be rendered into valid SkyPilot YAML
+    - NoFitError             no GPU choice fits the requested model and context
+    - NoCloudError           no cloud is enabled in SkyPilot (run `sky check`)
+    - UnknownDeploymentError a NAME that gptoss-sky did not launch
+  + SkyError                 SkyPilot failed while launching, querying or tearing down (exit 1)
+  + EndpointError            an endpoint could not be reached or answered wrongly (exit 1)
+"""
+
+
+class GptossSkyError(Exception):
+    """Root of every error gptoss-sky raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(GptossSkyError):
+    """The user has to change an argument, a file or their setup."""
+
+    exit_code = 2
+
+
+class CatalogError(UserError):
+    """A catalog file is malformed, or a model/GPU name is not in it."""
+
+
+class RenderError(UserError):
+    """A template could not be rendered, or its output is not valid SkyPilot YAML."""
+
+
+class NoFitError(UserError):
+    """No GPU choice fits the model at the requested context."""
+
+
+class NoCloudError(UserError):
+    """SkyPilot has no enabled cloud, so nothing can be launched or priced live."""
+
+
+class UnknownDeploymentError(UserError):
+    """A deployment name that gptoss-sky has no record of and SkyPilot does not know."""
+
+
+class SkyError(GptossSkyError):
+    """SkyPilot raised while launching, querying or tearing down."""
+
+
+class EndpointError(GptossSkyError):
+    """An endpoint could not be reached or did not behave like an OpenAI server."""
