@@ -25,3 +25,20 @@ def positive_int(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and value <= 0:
         raise click.BadParameter(f"must be a positive integer, got {value}")
     return value
+
+
+def parse_gpu_spec(catalog: Any, spec: str) -> tuple[Any, int | None]:
+    """'H100', 'h100:2' -> (Gpu, count or None). Raises UserError naming what is allowed."""
+    from launcher.errors import UserError
+
+    name, _, count_text = spec.partition(":")
+    gpu = catalog.gpu(name)
+    if not count_text:
+        return gpu, None
+    try:
+        count = int(count_text)
+    except ValueError:
+        raise UserError(f"GPU count in {spec!r} must be an integer (1, 2, 4 or 8)") from None
+    if count <= 0:
+        raise UserError(f"GPU count in {spec!r} must be positive (1, 2, 4 or 8)")
+    return gpu, count

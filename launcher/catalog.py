@@ -1,0 +1,254 @@
+"""Loads catalogs/*.yaml (models, GPUs, engines) into typed, frozen objects, and resolves user names.
+
+Data lives in catalogs/, never in code. Malformed files raise CatalogError naming the file and key;
+unknown model or GPU names raise CatalogError naming what is allowed. Imports nothing from launcher
+but errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from launcher.errors import CatalogError
+
+
+def catalog_dir() -> Path:
+    """catalogs/ beside the package (a source checkout), or GPTOSS_SKY_CATALOGS."""
+    override = os.environ.get("GPTOSS_SKY_CATALOGS")
+    if override:
+        return Path(override)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "catalogs", here / "catalogs"):
+        if candidate.is_dir():
+            return candidate
+    raise CatalogError(f"catalogs/ not found next to {here}; set GPTOSS_SKY_CATALOGS")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    num_hidden_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    sliding_window: int
+    max_position_embeddings: int
+    num_local_experts: int
+    experts_per_token: int
+    vocab_size: int
+    layer_types: str = "alternating"
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    hf_repo: str
+    revision: str
+    aliases: tuple[str, ...]
+    served_names: tuple[str, ...]
+    download_exclude: tuple[str, ...]
+    params_total_b: float
+    params_active_b: float
+    checkpoint_gib: float
+    architecture: Architecture
+    observed_weights_gib: Mapping[str, Mapping[int, float]]
+    startup_seconds: int
+
+    @property
+    def short(self) -> str:
+        """'20b' / '120b': used in file and cluster names."""
+        return self.name.removeprefix("gpt-oss-")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    catalog_names: tuple[str, ...]
+    memory_gb: int
+    total_gib: float
+    total_gib_source: str
+    compute_capability: str
+    generation: str
+    nvidia_smi: str
+    bandwidth_gbps: int
+
+    @property
+    def slug(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Override:
+    model: str
+    gpu: str
+    tensor_parallel_size: int
+    options: Mapping[str, Any]
+    why: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    gpu_multiplier: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One serving engine's pinned version, install, flags and capacity rules (catalogs/engines/*.yaml)."""
+
+    engine: str
+    version: str
+    image: str
+    python: str
+    port: int
+    api_key_env: str
+    health_path: str
+    supported_generations: tuple[str, ...]
+    common_options: Mapping[str, Any]
+    harmony_vocab: Mapping[str, Any]
+    generations: Mapping[str, Mapping[str, Any]]
+    overrides: tuple[Override, ...]
+    moe_kernels: Mapping[str, Mapping[str, int]]
+    profiles: Mapping[str, Profile]
+    default_profile: str
+    capacity: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: Mapping[str, Model]
+    gpus: Mapping[str, Gpu]
+    unsupported_gpus: Mapping[str, str]
+    engines: Mapping[str, Engine]
+
+    def model(self, name: str) -> Model:
+        """Resolve '20b', 'gpt-oss-20b' or 'openai/gpt-oss-20b'."""
+        wanted = name.strip().lower()
+        for model in self.models.values():
+            if wanted in (alias.lower() for alias in model.aliases):
+                return model
+        allowed = sorted(alias for m in self.models.values() for alias in m.aliases)
+        raise CatalogError(f"unknown model {name!r}; choose one of: {', '.join(allowed)}")
+
+    def gpu(self, name: str) -> Gpu:
+        """Resolve a GPU by SkyPilot name or any cloud spelling, case-insensitively."""
+        wanted = name.strip().lower()
+        for gpu in self.gpus.values():
+            if wanted in (n.lower() for n in (gpu.name, *gpu.catalog_names)):
+                return gpu
+        for bad, why in self.unsupported_gpus.items():
+            if wanted == bad.lower():
+                raise CatalogError(f"GPU {bad} is not supported: {why}; supported: {', '.join(self.gpus)}")
+        hint = difflib.get_close_matches(name.upper(), list(self.gpus), n=1)
+        did_you_mean = f" (did you mean {hint[0]}?)" if hint else ""
+        raise CatalogError(f"unknown GPU {name!r}{did_you_mean}; supported: {', '.join(self.gpus)}")
+
+    def engine(self, name: str = "vllm") -> Engine:
+        try:
+            return self.engines[name]
+        except KeyError:
+            raise CatalogError(f"unknown engine {name!r}; choose one of: {', '.join(self.engines)}") from None
+
+    def gpu_for_catalog_name(self, catalog_name: str) -> Gpu | None:
+        """The GPU a cloud catalog row's AcceleratorName stands for, if gpt-oss can use it."""
+        wanted = catalog_name.lower()
+        for gpu in self.gpus.values():
+            if wanted in (n.lower() for n in gpu.catalog_names):
+                return gpu
+        return None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _build(cls: type, raw: Any, where: str, **extra: Any) -> Any:
+    """Construct a dataclass from a mapping, rejecting unknown or missing keys with a clear message."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f for f in cls.__dataclass_fields__ if f not in extra}
+    for key in raw:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), sorted(known), n=1)
+            tip = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise CatalogError(f"{where}: unknown key {key!r}{tip}")
+    try:
+        return cls(**raw, **extra)
+    except TypeError as exc:
+        raise CatalogError(f"{where}: {exc}") from exc
+
+
+def _load_models(path: Path) -> dict[str, Model]:
+    models = {}
+    for name, raw in _read(path).get("models", {}).items():
+        where = f"{path.name}: models.{name}"
+        raw = dict(raw)
+        raw["architecture"] = _build(Architecture, raw.get("architecture"), f"{where}.architecture")
+        for key in ("aliases", "served_names", "download_exclude"):
+            raw[key] = tuple(raw.get(key, ()))
+        raw["observed_weights_gib"] = {
+            kernel: {int(tp): float(v) for tp, v in by_tp.items()}
+            for kernel, by_tp in (raw.get("observed_weights_gib") or {}).items()
+        }
+        models[name] = _build(Model, raw, where, name=name)
+    return models
+
+
+def _load_gpus(path: Path) -> tuple[dict[str, Gpu], dict[str, str]]:
+    data = _read(path)
+    gpus = {}
+    for name, raw in data.get("gpus", {}).items():
+        raw = dict(raw, catalog_names=tuple(raw.get("catalog_names", (name,))))
+        raw["compute_capability"] = str(raw.get("compute_capability"))
+        gpus[name] = _build(Gpu, raw, f"{path.name}: gpus.{name}", name=name)
+    return gpus, dict(data.get("unsupported", {}))
+
+
+def _load_engine(path: Path) -> Engine:
+    raw = dict(_read(path))
+    where = path.name
+    raw["overrides"] = tuple(
+        _build(Override, o, f"{where}: overrides[{i}]") for i, o in enumerate(raw.get("overrides") or ())
+    )
+    raw["profiles"] = {
+        name: _build(Profile, p, f"{where}: profiles.{name}", name=name)
+        for name, p in (raw.get("profiles") or {}).items()
+    }
+    raw["supported_generations"] = tuple(raw.get("supported_generations", ()))
+    raw["version"] = str(raw.get("version"))
+    engine = _build(Engine, raw, where)
+    if engine.default_profile not in engine.profiles:
+        raise CatalogError(f"{where}: default_profile {engine.default_profile!r} is not a profile")
+    return engine
+
+
+@functools.lru_cache(maxsize=4)
+def load(directory: str | None = None) -> Catalog:
+    """Load and validate every catalog file (cached per directory)."""
+    root = Path(directory) if directory else catalog_dir()
+    gpus, unsupported = _load_gpus(root / "gpus.yaml")
+    engines = {}
+    for path in sorted((root / "engines").glob("*.yaml")):
+        engine = _load_engine(path)
+        engines[engine.engine] = engine
+    catalog = Catalog(_load_models(root / "models.yaml"), gpus, unsupported, engines)
+    for engine in engines.values():
+        for gpu in gpus.values():
+            if gpu.generation not in engine.generations and gpu.generation in engine.supported_generations:
+                raise CatalogError(f"engines/{engine.engine}.yaml: no flags for generation {gpu.generation!r}")
+    return catalog

@@ -1,0 +1,185 @@
+"""Renders deployments into SkyPilot task and SkyServe YAML with strict Jinja2 templates.
+
+Each rendered text is parsed back with yaml.safe_load and, on request, validated by SkyPilot's own
+parser (skyapi.task_from_config). `generate_all` produces the committed tasks/ and services/ files;
+`up`/`serve` render the same templates on the fly for their own choice of GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+import yaml
+
+from launcher import recipes as recipes_mod
+from launcher import throughput
+from launcher.catalog import Catalog
+from launcher.errors import RenderError
+from launcher.recipes import Recipe
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("launcher", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters["tojson"] = lambda value: json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything one YAML file needs: the model, the GPU recipes it may land on, and how to run it."""
+
+    name: str
+    recipes: tuple[Recipe, ...]
+    service: bool = False
+    image: bool = False
+    use_spot: bool | None = None
+    idle_minutes: int = 0
+    replicas: int | None = 1
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_qps: float | None = None
+    ondemand_fallback: bool = False
+    title: str = ""
+    usage: tuple[str, ...] = field(default=())
+
+    @property
+    def model(self):
+        return self.recipes[0].model
+
+
+def _sort_for_case(recipes: Sequence[Recipe]) -> list[Recipe]:
+    """Most specific nvidia-smi pattern first, so '*A100*80GB*' is tried before '*A100*'."""
+    return sorted(recipes, key=lambda r: (-len(r.gpu.nvidia_smi), r.gpu.name, r.count))
+
+
+def _resources(recipes: Sequence[Recipe]) -> tuple[dict | None, list | None]:
+    """An accelerator set when every choice has the same count, else any_of (one dict per choice)."""
+    pairs = [(name, r.count) for r in recipes for name in r.gpu.catalog_names]
+    if len({count for _, count in pairs}) == 1:
+        return {name: count for name, count in pairs}, None
+    return None, [{name: count} for name, count in pairs]
+
+
+def render_text(catalog: Catalog, deployment: Deployment) -> str:
+    engine = catalog.engine("vllm")
+    if not deployment.recipes:
+        raise RenderError(f"{deployment.name}: no GPU recipe to render")
+    if len({r.model.name for r in deployment.recipes}) != 1:
+        raise RenderError(f"{deployment.name}: recipes for more than one model")
+    model = deployment.model
+    dummy = any(r.dummy_weights for r in deployment.recipes)
+    accelerator_set, any_of = _resources(deployment.recipes)
+    context = dict(
+        engine=engine, model=model, image=deployment.image, dummy_weights=dummy,
+        recipes=_sort_for_case(deployment.recipes),
+    )
+    try:
+        setup = _ENV.get_template("setup.sh.j2").render(context).rstrip("\n")
+        run = _ENV.get_template("run.sh.j2").render(context).rstrip("\n")
+        template = "service.yaml.j2" if deployment.service else "task.yaml.j2"
+        return _ENV.get_template(template).render(
+            context, name=deployment.name, title=deployment.title or deployment.name,
+            usage=deployment.usage, use_spot=deployment.use_spot, accelerator_set=accelerator_set,
+            any_of=any_of, idle_minutes=deployment.idle_minutes, setup=setup, run=run,
+            probe_body={"model": model.served_names[0], "messages": [{"role": "user", "content": "ping"}],
+                        "max_tokens": 1},
+            initial_delay_seconds=model.startup_seconds, replicas=deployment.replicas,
+            min_replicas=deployment.min_replicas, max_replicas=deployment.max_replicas,
+            target_qps=deployment.target_qps, ondemand_fallback=deployment.ondemand_fallback,
+        )
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"{deployment.name}: template error: {exc}") from exc
+
+
+def render_config(catalog: Catalog, deployment: Deployment) -> dict[str, Any]:
+    text = render_text(catalog, deployment)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{deployment.name}: rendered YAML does not parse: {exc}") from exc
+
+
+def engine_commands(deployment: Deployment) -> list[tuple[Recipe, str]]:
+    """The exact engine command the run script executes on each GPU choice."""
+    return [(r, r.engine_command()) for r in _sort_for_case(deployment.recipes)]
+
+
+# --- the committed files ------------------------------------------------------------------------
+
+def _usage(kind: str, path: str, name: str, port: int) -> tuple[str, ...]:
+    key = "export VLLM_API_KEY=$(openssl rand -hex 32)"
+    if kind == "service":
+        return (
+            f"Serve:  {key}; sky serve up -n {name} {path} --secret VLLM_API_KEY",
+            f"Query:  curl $(sky serve status --endpoint {name})/v1/models -H \"Authorization: Bearer $VLLM_API_KEY\"",
+        )
+    return (
+        f"Launch: {key}; sky launch -c {name} {path} --secret VLLM_API_KEY",
+        f"Query:  curl http://$(sky status --endpoint {port} {name})/v1/models -H \"Authorization: Bearer $VLLM_API_KEY\"",
+        "Idle shutdown: add --env GPTOSS_IDLE_MINUTES=60 -i 1 --down (the server exits after 60 idle minutes).",
+    )
+
+
+def committed_deployments(catalog: Catalog) -> dict[str, Deployment]:
+    """Relative path -> Deployment for every file under tasks/ and services/."""
+    port = catalog.engine("vllm").port
+    out: dict[str, Deployment] = {}
+    for model in catalog.models.values():
+        shipped = recipes_mod.shipped(catalog, model)
+        groups = [(r.slug, (r,), f"{model.name} on {r.count}x {r.gpu.name}: max_model_len "
+                   f"{r.max_model_len}, {r.capacity.concurrency_text} full-length requests predicted")
+                  for r in shipped]
+        any_fit = tuple(recipes_mod.candidates(catalog, model))
+        gpus = ", ".join(r.accelerator for r in any_fit)
+        groups.append((f"{model.short}-any", any_fit,
+                       f"{model.name} on the cheapest available of: {gpus} (SkyPilot's optimizer picks and fails over)"))
+        for slug, recipes, title in groups:
+            for kind, folder in (("task", "tasks"), ("service", "services")):
+                path = f"{folder}/{slug}.sky.yaml"
+                name = f"gptoss-{slug}"
+                out[path] = Deployment(
+                    name=name, recipes=recipes, service=kind == "service", title=title,
+                    usage=_usage(kind, path, name, port),
+                    replicas=None if kind == "service" else 1,
+                    min_replicas=1 if kind == "service" else None,
+                    max_replicas=3 if kind == "service" else None,
+                    target_qps=min(throughput.target_qps_per_replica(
+                        catalog, r.model.name, r.gpu.name, r.count) for r in recipes)
+                    if kind == "service" else None,
+                )
+    return out
+
+
+def generate_all(catalog: Catalog) -> dict[str, str]:
+    return {path: render_text(catalog, d) for path, d in committed_deployments(catalog).items()}
+
+
+def stale_files(root: Path, rendered: dict[str, str]) -> list[str]:
+    """Paths whose committed text differs from what rendering gives now, plus leftovers."""
+    stale = [p for p, text in rendered.items() if not (root / p).is_file() or (root / p).read_text() != text]
+    for folder in ("tasks", "services"):
+        for path in sorted((root / folder).glob("*.sky.yaml")):
+            rel = f"{folder}/{path.name}"
+            if rel not in rendered:
+                stale.append(rel)
+    return stale
+
+
+def write_all(root: Path, rendered: dict[str, str]) -> list[str]:
+    """Write every file, remove files no recipe produces any more; return what changed."""
+    changed = stale_files(root, rendered)
+    for folder in ("tasks", "services"):
+        (root / folder).mkdir(exist_ok=True)
+        for path in (root / folder).glob("*.sky.yaml"):
+            if f"{folder}/{path.name}" not in rendered:
+                path.unlink()
+    for rel, text in rendered.items():
+        (root / rel).write_text(text)
+    return changed
