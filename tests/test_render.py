@@ -1,0 +1,139 @@
+"""Generated YAMLs: valid for SkyPilot 0.14 (its own parser and service checks), safe, and up to date."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from launcher import catalog, recipes, render, skyapi
+from launcher.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("tasks/*.sky.yaml"),
+                                                           *ROOT.glob("services/*.sky.yaml")])
+
+
+def test_at_least_six_files_per_model_and_kind():
+    for kind in ("tasks", "services"):
+        for model in ("20b", "120b"):
+            assert len([p for p in COMMITTED if p.startswith(f"{kind}/{model}-")]) >= 6
+
+
+@pytest.mark.parametrize("path", COMMITTED)
+def test_committed_yaml_is_valid_for_skypilot(path):
+    config = yaml.safe_load((ROOT / path).read_text())
+    task = skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})
+    assert "infra" not in str(config["resources"])
+    assert config["secrets"] == {"VLLM_API_KEY": None}
+    assert "--api-key" not in config["run"]  # the key travels only through the environment
+    if path.startswith("services/"):
+        probe = config["service"]["readiness_probe"]
+        assert probe["path"] not in ("", "/")
+        assert probe["headers"]["Authorization"] == "Bearer $VLLM_API_KEY"
+        assert task.service.readiness_path == "/v1/chat/completions"
+        # SkyPilot substituted the secret into the probe header at parse time.
+        assert task.service.readiness_headers["Authorization"] == "Bearer k"
+    else:
+        assert task.service is None
+
+
+def test_committed_files_are_up_to_date():
+    result = CliRunner().invoke(cli, ["render", "--check", "--root", str(ROOT), "--no-validate"])
+    assert result.exit_code == 0, result.output
+
+
+def test_check_catches_a_stale_and_a_leftover_file(tmp_path):
+    for folder in ("tasks", "services"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    victim = tmp_path / "tasks" / "20b-l4.sky.yaml"
+    victim.write_text(victim.read_text().replace("--max-model-len 32768", "--max-model-len 9999"))
+    (tmp_path / "services" / "old-gpu.sky.yaml").write_text("name: x\n")
+    result = CliRunner().invoke(cli, ["render", "--check", "--root", str(tmp_path), "--no-validate"])
+    assert result.exit_code == 1
+    assert "tasks/20b-l4.sky.yaml" in result.output and "services/old-gpu.sky.yaml" in result.output
+    fixed = CliRunner().invoke(cli, ["render", "--root", str(tmp_path), "--no-validate"])
+    assert fixed.exit_code == 0
+    assert not (tmp_path / "services" / "old-gpu.sky.yaml").exists()
+    assert "--max-model-len 32768" in victim.read_text()
+
+
+def test_engine_commands_cover_every_file_and_gpu_choice():
+    result = CliRunner().invoke(cli, ["render", "--engine-commands"])
+    lines = result.output.splitlines()
+    headers = [l for l in lines if l.startswith("# ")]
+    commands = [l for l in lines if not l.startswith("# ")]
+    assert len(headers) == len(commands)
+    assert all(c.startswith("vllm serve openai/gpt-oss-") for c in commands)
+    assert {h.split()[1] for h in headers} == set(COMMITTED)
+    any_120b = [h for h in headers if h.startswith("# tasks/120b-any.sky.yaml")]
+    assert len(any_120b) >= 6  # one command per GPU the optimizer may pick
+
+
+def test_run_script_branch_runs_exactly_the_printed_command():
+    cat = catalog.load()
+    deployment = render.committed_deployments(cat)["tasks/120b-any.sky.yaml"]
+    config = render.render_config(cat, deployment)
+    for recipe, command in render.engine_commands(deployment):
+        assert f"    {command} &\n" in config["run"]
+
+
+def test_any_gpu_case_tries_the_80gb_a100_before_the_40gb_one():
+    cat = catalog.load()
+    run = render.render_config(cat, render.committed_deployments(cat)["tasks/20b-any.sky.yaml"])["run"]
+    assert run.index("*A100*80GB*:1)") < run.index("*A100*:1)")
+
+
+def test_any_gpu_task_lets_the_optimizer_choose_among_all_spellings():
+    config = yaml.safe_load((ROOT / "tasks/20b-any.sky.yaml").read_text())
+    accelerators = config["resources"]["accelerators"]
+    assert isinstance(accelerators, dict) and {"L4", "H100", "H100-SXM", "A100-80GB-SXM"} <= set(accelerators)
+    config = yaml.safe_load((ROOT / "tasks/120b-any.sky.yaml").read_text())
+    counts = {list(c["accelerators"].items())[0] for c in config["resources"]["any_of"]}
+    assert ("L40S", 2) in counts and ("H100", 1) in counts
+
+
+def test_image_option_renders_the_official_image_without_installing():
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H100"), 1)
+    config = render.render_config(cat, render.Deployment(name="x", recipes=(recipe,), image=True))
+    assert config["resources"]["image_id"] == "docker:vllm/vllm-openai:v0.32.0"
+    assert "uv pip install" not in config["setup"]
+    skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})
+
+
+def test_dummy_weights_render_load_format_dummy_and_skip_the_download():
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("120b"), cat.gpu("H200"), 1, dummy_weights=True)
+    config = render.render_config(cat, render.Deployment(name="x", recipes=(recipe,), service=True))
+    assert "--load-format dummy" in config["run"] and "--revision" not in config["run"]
+    assert "--include '*.json'" in config["setup"] and "--exclude 'original/*'" not in config["setup"]
+    skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})
+
+
+def test_setup_pins_vllm_revision_and_fetches_harmony_vocab():
+    text = (ROOT / "tasks/120b-h100.sky.yaml").read_text()
+    assert '"vllm==0.32.0"' in text and "--torch-backend=auto" in text
+    assert "--revision b5c939de8f754692c1647ca79fbf85e8c1e70f8a --exclude 'original/*' --exclude 'metal/*'" in text
+    assert "o200k_base.tiktoken" in text and "export TIKTOKEN_ENCODINGS_BASE=" in text
+
+
+def test_only_skyapi_imports_sky_and_only_cli_imports_click_or_rich():
+    package = ROOT / "launcher"
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module.split(".")[0])
+        rel = path.relative_to(package).as_posix()
+        if rel != "skyapi.py":
+            assert "sky" not in modules, rel
+        if not rel.startswith("cli/"):
+            assert not modules & {"click", "rich"}, rel
