@@ -40,6 +40,7 @@ class Deployment:
     service: bool = False
     image: bool = False
     use_spot: bool | None = None
+    infra: str | None = None  # only for on-the-fly launches; committed files never pin infra
     idle_minutes: int = 0
     replicas: int | None = 1
     min_replicas: int | None = None
@@ -86,7 +87,7 @@ def render_text(catalog: Catalog, deployment: Deployment) -> str:
         template = "service.yaml.j2" if deployment.service else "task.yaml.j2"
         return _ENV.get_template(template).render(
             context, name=deployment.name, title=deployment.title or deployment.name,
-            usage=deployment.usage, use_spot=deployment.use_spot, accelerator_set=accelerator_set,
+            usage=deployment.usage, use_spot=deployment.use_spot, infra=deployment.infra, accelerator_set=accelerator_set,
             any_of=any_of, idle_minutes=deployment.idle_minutes, setup=setup, run=run,
             probe_body={"model": model.served_names[0], "messages": [{"role": "user", "content": "ping"}],
                         "max_tokens": 1},

@@ -32,6 +32,15 @@ def map_sky_exceptions(action: str) -> Iterator[None]:
         raise SkyError(f"{action}: {message}") from exc
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """SkyPilot prints spinner payloads on stdout; keep them off ours (stdout is for results/--json)."""
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
 def task_from_config(config: Mapping[str, Any], secrets: Mapping[str, str] | None = None,
                      envs: Mapping[str, str] | None = None) -> Any:
     """Parse a task/service config with SkyPilot's own schema and parser (offline)."""
@@ -48,3 +57,201 @@ def task_from_config(config: Mapping[str, Any], secrets: Mapping[str, str] | Non
     except Exception as exc:  # schema and value errors come as several types
         raise RenderError(f"SkyPilot rejected the YAML for {config.get('name')!r}: {exc}") from exc
     return task
+
+
+# --- catalog prices (offline-safe) ---------------------------------------------------------------
+
+PRICED_CLOUDS = ("aws", "gcp", "lambda", "nebius", "runpod", "shadeform", "vast", "verda")
+
+
+def real_catalog_path(cloud: str) -> str:
+    """Where SkyPilot keeps its cached vms.csv for `cloud` ($SKY_RUNTIME_DIR/.sky/catalogs/v8/...)."""
+    from sky.catalog import common
+
+    return common.get_catalog_path(f"{cloud}/vms.csv")
+
+
+def list_gpu_offers(accelerator_names: Sequence[str], clouds: Sequence[str]) -> list[dict[str, Any]]:
+    """Catalog rows for these accelerator spellings on these clouds, read by SkyPilot's own reader.
+
+    Returns plain dicts: cloud, region, instance_type, accelerator_name, accelerator_count, price,
+    spot_price (None when the row has no spot offer).
+    """
+    import math
+    import re
+
+    import sky
+
+    pattern = "^(" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
+    with map_sky_exceptions("reading SkyPilot's catalog"), _quiet():
+        found = sky.catalog.list_accelerators(
+            gpus_only=True, name_filter=pattern, clouds=list(clouds), case_sensitive=False,
+            all_regions=True, require_price=True,
+        )
+    rows = []
+    for infos in found.values():
+        for info in infos:
+            spot = info.spot_price
+            rows.append(dict(
+                cloud=str(info.cloud).lower(), region=info.region, instance_type=info.instance_type,
+                accelerator_name=info.accelerator_name, accelerator_count=float(info.accelerator_count),
+                price=float(info.price),
+                spot_price=None if spot is None or (isinstance(spot, float) and math.isnan(spot)) or spot <= 0
+                else float(spot),
+            ))
+    return rows
+
+
+def enabled_clouds() -> list[str]:
+    """Clouds enabled in SkyPilot, from its cached `sky check` result (lower-case names)."""
+    import sky
+    from sky import check as sky_check
+    from sky.clouds import cloud as sky_cloud
+
+    with map_sky_exceptions("reading enabled clouds"), _quiet():
+        clouds = sky_check.get_cached_enabled_clouds_or_refresh(
+            sky_cloud.CloudCapability.COMPUTE, raise_if_no_cloud_access=False)
+    del sky
+    return [str(c).lower() for c in clouds]
+
+
+def optimize(config: Mapping[str, Any], secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run SkyPilot's optimizer in-process on a task config; the resources it would launch first."""
+    import sky
+    from sky import optimizer
+
+    task = task_from_config(config, secrets=secrets or {"VLLM_API_KEY": "plan-only"})
+    with map_sky_exceptions("optimizing"):
+        with sky.Dag() as dag:
+            dag.add(task)
+        optimizer.Optimizer.optimize(dag, quiet=True)
+    best = task.best_resources
+    accelerators = best.accelerators or {}
+    name, count = next(iter(accelerators.items()))
+    return dict(cloud=str(best.cloud).lower(), region=best.region, instance_type=best.instance_type,
+                accelerator_name=name, accelerator_count=count, use_spot=best.use_spot,
+                price_per_hour=best.get_cost(3600))
+
+
+# --- calls that reach a cloud ---------------------------------------------------------------------
+
+class SkyClient:
+    """The seam where SkyPilot talks to clouds. Tests substitute a recording fake with these methods."""
+
+    def _task(self, config, secrets, envs):
+        return task_from_config(config, secrets=secrets, envs=envs)
+
+    def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
+               envs: Mapping[str, str], idle_minutes: int | None, down: bool) -> None:
+        import sky
+
+        task = self._task(config, secrets, envs)
+        with map_sky_exceptions(f"launching {cluster_name}"):
+            request = sky.launch(task, cluster_name=cluster_name, idle_minutes_to_autostop=idle_minutes,
+                                 down=down)
+            sky.stream_and_get(request)
+
+    def endpoint(self, cluster_name: str, port: int) -> str:
+        import sky
+
+        with map_sky_exceptions(f"getting the endpoint of {cluster_name}"):
+            endpoints = sky.get(sky.endpoints(cluster_name, port))
+        value = endpoints.get(port) or endpoints.get(str(port))  # type: ignore[call-overload]
+        if not value:
+            raise SkyError(f"{cluster_name} exposes no endpoint on port {port}")
+        return value
+
+    def clusters(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        import sky
+
+        with map_sky_exceptions("reading cluster status"):
+            records = sky.get(sky.status(list(names) if names else None))
+        out = []
+        for r in records:
+            get = r.get if isinstance(r, dict) else (lambda k, d=None, r=r: getattr(r, k, d))
+            handle = get("handle")
+            resources = getattr(handle, "launched_resources", None)
+            out.append(dict(name=get("name"), status=str(getattr(get("status"), "value", get("status"))),
+                            launched_at=get("launched_at"),
+                            cloud=str(getattr(resources, "cloud", "") or "").lower() or None,
+                            region=getattr(resources, "region", None),
+                            price_per_hour=resources.get_cost(3600) * getattr(handle, "launched_nodes", 1)
+                            if resources is not None else None))
+        return out
+
+    def down(self, cluster_name: str, purge: bool = False) -> None:
+        import sky
+
+        with map_sky_exceptions(f"tearing down {cluster_name}"):
+            sky.stream_and_get(sky.down(cluster_name, purge=purge))
+
+    def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
+                 envs: Mapping[str, str]) -> str:
+        import sky
+
+        task = self._task(config, secrets, envs)
+        with map_sky_exceptions(f"starting service {service_name}"):
+            _, endpoint = sky.stream_and_get(sky.serve.up(task, service_name))
+        return endpoint
+
+    def serve_update(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
+                     envs: Mapping[str, str]) -> None:
+        import sky
+        from sky.serve import serve_utils
+
+        task = self._task(config, secrets, envs)
+        with map_sky_exceptions(f"updating service {service_name}"):
+            sky.stream_and_get(sky.serve.update(task, service_name, mode=serve_utils.UpdateMode.ROLLING))
+
+    def services(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        import sky
+
+        with map_sky_exceptions("reading service status"):
+            records = sky.get(sky.serve.status(list(names) if names else None))
+        out = []
+        for r in records:
+            replicas = [dict(id=x.get("replica_id"), status=str(getattr(x.get("status"), "value", x.get("status"))))
+                        for x in r.get("replica_info", [])]
+            out.append(dict(name=r.get("name"), status=str(getattr(r.get("status"), "value", r.get("status"))),
+                            endpoint=r.get("endpoint"), replicas=replicas, uptime=r.get("uptime")))
+        return out
+
+    def serve_down(self, service_name: str, purge: bool = False) -> None:
+        import sky
+
+        with map_sky_exceptions(f"tearing down service {service_name}"):
+            sky.stream_and_get(sky.serve.down(service_name, purge=purge))
+
+
+def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], clouds: Sequence[str],
+                                  snapshot_v8: str, runtime_dir: str) -> list[dict[str, Any]]:
+    """Same as list_gpu_offers, read by SkyPilot from a bundled snapshot instead of its own cache.
+
+    SkyPilot fixes its catalog folder at import, so this runs in a child interpreter whose
+    SKY_RUNTIME_DIR holds a copy of the snapshot (no .md5 beside it: SkyPilot never refreshes it).
+    """
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    target = os.path.join(runtime_dir, ".sky", "catalogs", "v8")
+    if not os.path.isdir(target):
+        shutil.copytree(snapshot_v8, target)
+    env = dict(os.environ, SKY_RUNTIME_DIR=runtime_dir, SKYPILOT_DISABLE_LOCAL_API_SERVER="1")
+    request = json.dumps({"names": list(accelerator_names), "clouds": list(clouds)})
+    done = subprocess.run([sys.executable, "-m", "launcher.skyapi"], input=request, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SkyError(f"reading the bundled price snapshot failed: {tail}")
+    return json.loads(done.stdout)
+
+
+if __name__ == "__main__":  # child process of list_gpu_offers_from_snapshot
+    import json
+    import sys
+
+    args = json.loads(sys.stdin.read())
+    print(json.dumps(list_gpu_offers(args["names"], args["clouds"])))

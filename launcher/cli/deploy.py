@@ -1,2 +1,293 @@
-"""placeholder"""
-COMMANDS: list = []
+"""plan, up, serve, scale, status, endpoint, down: the deployment commands."""
+
+from __future__ import annotations
+
+import click
+import yaml
+from rich.table import Table
+
+from launcher import catalog as catalog_mod
+from launcher import lifecycle, plan as plan_mod, render, state
+from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stderr, stdout
+from launcher.errors import UserError
+
+
+def plan_options(func):
+    """Options shared by plan, up and serve (llm-style reusable option bundle)."""
+    options = [
+        click.argument("model"),
+        click.option("--gpu", "gpus", multiple=True, metavar="GPU[:N]", help="Only these GPUs (repeatable)."),
+        click.option("--clouds", help="Price exactly these clouds, comma-separated (enabled or not)."),
+        click.option("--infra", metavar="CLOUD[/REGION]", help="Pin one cloud (and region)."),
+        click.option("--spot", is_flag=True, help="Spot prices and spot instances."),
+        click.option("--context", type=int, callback=positive_int, help="max_model_len to serve."),
+        click.option("--profile", type=click.Choice(["balanced", "latency", "throughput"]), default="balanced",
+                     show_default=True, help="Engine tuning profile."),
+        click.option("--optimize", type=click.Choice(plan_mod.OBJECTIVES), default="cost", show_default=True,
+                     help="Rank by $/hour (what SkyPilot's optimizer launches) or by $ per 1M output tokens."),
+        click.option("--dummy-weights", is_flag=True,
+                     help="Random weights of the real shapes (--load-format dummy): probe fit and speed, no download."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights):
+    catalog = catalog_mod.load()
+    m = catalog.model(model)
+    specs = [parse_gpu_spec(catalog, g) for g in gpus]
+    cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds else None
+    with stderr.status("Pricing offers with SkyPilot's catalog..."):
+        result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
+                                context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights)
+    return catalog, m, result
+
+
+def _money(value):
+    return "-" if value is None else f"${value:.4f}".rstrip("0").rstrip(".")
+
+
+def _print_plan(result, top):
+    for note in result.notes:
+        stderr.print(f"[dim]{note}[/]")
+    table = Table(box=None, header_style="bold")
+    for col in ("GPU", "CLOUD", "REGION", "INSTANCE", "$/HOUR", "CONCURRENCY", "CONTEXT", "TOK/S (EST)", "$/1M OUT"):
+        table.add_column(col)
+    for o in result.offers[:top]:
+        table.add_row(f"{o.gpu}:{o.count}", o.cloud, o.region, o.instance_type, _money(o.price_per_hour),
+                      f"{o.max_concurrency:.1f}x", str(o.max_model_len), f"{o.est_output_tokens_per_s:,.0f}",
+                      _money(o.usd_per_million_output_tokens))
+    stderr.print(table)
+    stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers, ranked by "
+                 f"{result.objective}. Tokens/s: catalogs/throughput.yaml (published and measured figures).[/]")
+
+
+@click.command("plan")
+@plan_options
+@click.option("--top", type=int, default=15, show_default=True, callback=positive_int, help="Rows to show.")
+@json_option
+def plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, top, json_):
+    """Price every GPU offer that fits MODEL, best first."""
+    _, _, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights)
+    if json_:
+        print_json([o.to_dict() for o in result.offers[:top]])
+        return 0
+    if not result.offers:
+        raise UserError(f"no offer for {model} on {', '.join(result.clouds)}")
+    _print_plan(result, top)
+    return 0
+
+
+def _launch_common(kind, model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, name,
+                   image, dryrun, yes, json_, no_smoke=False, **service):
+    catalog, m, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights)
+    recipes = lifecycle.choose_recipes(result, top_kinds=3 if optimize == "cost-per-token" else None)
+    full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
+    deployment = lifecycle.deployment_for(full_name, recipes, service=kind == "service", image=image, spot=spot,
+                                          infra=infra, **service)
+    text = render.render_text(catalog, deployment)
+    from launcher import skyapi
+
+    skyapi.task_from_config(yaml.safe_load(text), secrets={lifecycle.SECRET: "dry-run-placeholder"})
+    if not json_:
+        _print_plan(result, 8)
+        stderr.print(f"[bold]{full_name}[/]: {m.name} on the cheapest available of "
+                     f"{', '.join(r.accelerator for r in recipes)} (SkyPilot fails over in price order).")
+    if dryrun:
+        if json_:
+            print_json({"name": full_name, "kind": kind, "dryrun": True, "yaml": text,
+                        "offers": [o.to_dict() for o in result.offers[:8]]})
+        else:
+            click.echo(text, nl=False)
+            stderr.print("[dim]Dry run: nothing launched. The YAML above is valid SkyPilot input.[/]")
+        return 0
+    if not yes and not click.confirm(f"Launch {full_name} (from {_money(result.offers[0].price_per_hour)}/hour)?",
+                                     err=True):
+        raise click.Abort()
+    client = skyapi.SkyClient()
+    smoke = None if no_smoke else _smoke_runner(json_)
+    outcome = lifecycle.launch(catalog, client, m, deployment, progress=_progress(json_), smoke=smoke)
+    if json_:
+        print_json(outcome)
+    else:
+        _print_ready(outcome)
+    smoke_ok = outcome.get("smoke", {}).get("ok", True) if isinstance(outcome.get("smoke"), dict) else True
+    return 0 if smoke_ok else 1
+
+
+def kind_prefix(kind):
+    return "" if kind == "cluster" else "svc-"
+
+
+def _progress(json_):
+    def report(message):
+        if not json_:
+            stderr.print(f"[dim]{message}[/]")
+    return report
+
+
+def _smoke_runner(json_):
+    try:
+        from launcher import smoke as smoke_mod
+    except ImportError:  # the smoke module ships with issue 4
+        return None
+
+    def run(endpoint, key, model):
+        report = smoke_mod.smoke(endpoint, key, model)
+        data = report.to_dict() if hasattr(report, "to_dict") else report
+        return data
+    return run
+
+
+def _print_ready(outcome):
+    url, key_path, model = outcome["endpoint"], outcome["key_path"], outcome["model"]
+    stdout.print(f"[bold green]Ready[/]: {outcome['name']} serves {model}")
+    stdout.print(f"  endpoint  {url}/v1")
+    stdout.print(f"  API key   {key_path} (mode 0600)")
+    stdout.print(f"  curl      curl {url}/v1/chat/completions -H \"Authorization: Bearer $(cat {key_path})\" "
+                 f"-H 'Content-Type: application/json' -d '{{\"model\": \"{model}\", \"messages\": "
+                 f"[{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'")
+    stdout.print(f"  python    OpenAI(base_url=\"{url}/v1\", api_key=open(\"{key_path}\").read().strip())")
+
+
+@click.command("up")
+@plan_options
+@click.option("--name", help="Cluster name (gptoss- is prefixed). Default: gptoss-<model>.")
+@click.option("--idle-minutes", type=int, default=60, show_default=True, callback=positive_int,
+              help="Tear the cluster down after this many minutes without a request.")
+@click.option("--no-autostop", is_flag=True, help="Keep the cluster until `gptoss-sky down`.")
+@click.option("--image", is_flag=True, help="Use the official vllm/vllm-openai image instead of installing vLLM.")
+@click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers.")
+@json_option
+def up(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, name, idle_minutes,
+       no_autostop, image, dryrun, yes, no_smoke, json_):
+    """Launch MODEL on the cheapest available GPU that fits, wait until it answers, smoke-test it."""
+    return _launch_common("cluster", model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights,
+                          name, image, dryrun, yes, json_, idle_minutes=0 if no_autostop else idle_minutes,
+                          no_smoke=no_smoke)
+
+
+@click.command("serve")
+@plan_options
+@click.option("--name", help="Service name (gptoss-svc-<model> by default).")
+@click.option("--replicas", type=int, callback=positive_int, help="Fixed number of replicas.")
+@click.option("--min-replicas", type=int, help="Autoscaling lower bound.")
+@click.option("--max-replicas", type=int, callback=positive_int, help="Autoscaling upper bound.")
+@click.option("--target-qps", type=float, help="Requests/s per replica before scaling out.")
+@click.option("--ondemand-fallback", is_flag=True, help="With --spot: fall back to on-demand replicas.")
+@click.option("--image", is_flag=True, help="Use the official vllm/vllm-openai image.")
+@click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the service is READY.")
+@json_option
+def serve(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, name, replicas,
+          min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke, json_):
+    """Serve MODEL as a SkyServe service: replicas, autoscaling, spot with on-demand fallback."""
+    if replicas is not None and (min_replicas is not None or max_replicas is not None):
+        raise UserError("give either --replicas or --min-replicas/--max-replicas, not both")
+    if (min_replicas is None) != (max_replicas is None):
+        raise UserError("--min-replicas and --max-replicas go together")
+    if min_replicas is not None and (min_replicas < 0 or min_replicas > max_replicas):
+        raise UserError(f"need 0 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}")
+    if ondemand_fallback and not spot:
+        raise UserError("--ondemand-fallback only applies with --spot")
+    if target_qps is not None and target_qps <= 0:
+        raise UserError(f"--target-qps must be positive, got {target_qps}")
+    return _launch_common("service", model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights,
+                          name, image, dryrun, yes, json_, replicas=replicas, min_replicas=min_replicas,
+                          max_replicas=max_replicas, target_qps=target_qps, ondemand_fallback=ondemand_fallback,
+                          no_smoke=no_smoke)
+
+
+@click.command("scale")
+@click.argument("name")
+@click.option("--replicas", type=int, callback=positive_int)
+@click.option("--min-replicas", type=int)
+@click.option("--max-replicas", type=int, callback=positive_int)
+@click.option("--target-qps", type=float)
+@json_option
+def scale(name, replicas, min_replicas, max_replicas, target_qps, json_):
+    """Change a service's replicas (rolling update through SkyServe)."""
+    from launcher import skyapi
+
+    if replicas is None and min_replicas is None:
+        raise UserError("give --replicas R, or --min-replicas A --max-replicas B [--target-qps Q]")
+    result = lifecycle.scale(skyapi.SkyClient(), state.validate_name(name), replicas=replicas,
+                             min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps)
+    print_json(result) if json_ else stdout.print(f"{result['name']}: {result['service']}")
+    return 0
+
+
+@click.command("status")
+@click.argument("names", nargs=-1)
+@json_option
+def status(names, json_):
+    """Deployments this tool launched, with live state, price, uptime and cost so far."""
+    from launcher import skyapi
+
+    rows = lifecycle.status(skyapi.SkyClient(), [state.validate_name(n) for n in names])
+    if json_:
+        print_json(rows)
+        return 0
+    if not rows:
+        stderr.print("No gptoss-sky deployments.")
+        return 0
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "KIND", "MODEL", "STATE", "CLOUD", "REGION", "$/HOUR", "UPTIME", "COST", "ENDPOINT"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r.get("model") or "-", str(r.get("state")), r.get("cloud") or "-",
+                      r.get("region") or "-", _money(r.get("price_per_hour")),
+                      f"{(r.get('uptime_s') or 0) / 3600:.1f}h", _money(r.get("cost_so_far")),
+                      r.get("endpoint") or "-")
+    stdout.print(table)
+    return 0
+
+
+@click.command("endpoint")
+@click.argument("name")
+def endpoint(name):
+    """Print only the endpoint URL of NAME (http://host:port)."""
+    from launcher import skyapi
+
+    click.echo(lifecycle.endpoint(skyapi.SkyClient(), state.validate_name(name)))
+    return 0
+
+
+@click.command("down")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every gptoss-sky cluster and service.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--purge", is_flag=True, help="Remove records even if the cloud reports errors.")
+@json_option
+def down(names, everything, yes, purge, json_):
+    """Tear down what gptoss-sky launched: NAME... or --all."""
+    from launcher import skyapi
+
+    if bool(names) == everything:
+        raise UserError("give NAME... or --all (not both)")
+    client = skyapi.SkyClient()
+    targets = lifecycle.down_targets(client, [state.validate_name(n) for n in names], everything)
+    if not targets:
+        stderr.print("Nothing to tear down.")
+    elif not yes and not click.confirm(f"Tear down {', '.join(n for n, _ in targets)}?", err=True):
+        raise click.Abort()
+    removed = lifecycle.down(client, targets, purge, _progress(json_))
+    controllers = lifecycle.idle_serve_controllers(client) if everything else []
+    stopped = []
+    for controller in controllers:
+        if yes or click.confirm(f"No service is left; stop the idle serve controller {controller}?", err=True):
+            client.down(controller, purge=purge)
+            stopped.append(controller)
+    if json_:
+        print_json({"removed": removed, "controllers_stopped": stopped})
+    else:
+        for name in removed + stopped:
+            stdout.print(f"removed {name}")
+    return 0
+
+
+COMMANDS = [plan, up, serve, scale, status, endpoint, down]
