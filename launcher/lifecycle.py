@@ -179,22 +179,24 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
         raise UserError(f"{name} is a single cluster, not a service; only `gptoss-sky serve` deployments scale")
     config = dict(record.config)
     service = dict(config["service"])
-    service.pop("replicas", None)
-    old_policy = service.pop("replica_policy", {}) or {}
+    fixed = service.pop("replicas", None)
+    policy = dict(service.pop("replica_policy", None) or {})
+    if fixed is not None:
+        policy.setdefault("min_replicas", fixed)
+        policy.setdefault("max_replicas", fixed)
     if replicas is not None:
-        service["replicas"] = replicas
-    else:
-        if min_replicas is None or max_replicas is None:
-            raise UserError("give --replicas R, or --min-replicas A --max-replicas B")
-        if min_replicas > max_replicas:
-            raise UserError(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
-        policy = {k: v for k, v in old_policy.items() if k not in ("min_replicas", "max_replicas")}
-        policy.update(min_replicas=min_replicas, max_replicas=max_replicas)
-        if target_qps is not None:
-            policy["target_qps_per_replica"] = target_qps
-        if min_replicas != max_replicas and "target_qps_per_replica" not in policy:
-            raise UserError("autoscaling needs --target-qps (requests/s per replica)")
-        service["replica_policy"] = policy
+        min_replicas = max_replicas = replicas
+    elif min_replicas is None or max_replicas is None:
+        raise UserError("give --replicas R, or --min-replicas A --max-replicas B")
+    if min_replicas > max_replicas:
+        raise UserError(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
+    # Keep the rest of the policy (spot fallback, delays): a replica_policy with min == max is fixed.
+    policy.update(min_replicas=min_replicas, max_replicas=max_replicas)
+    if target_qps is not None:
+        policy["target_qps_per_replica"] = target_qps
+    if min_replicas != max_replicas and "target_qps_per_replica" not in policy:
+        raise UserError("autoscaling needs --target-qps (requests/s per replica)")
+    service["replica_policy"] = policy
     config["service"] = service
     key = state.read_key(record.key_path)
     from launcher import skyapi
@@ -202,7 +204,7 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
     skyapi.task_from_config(config, secrets={SECRET: key})  # reject a bad policy before calling out
     client.serve_update(config, name, secrets={SECRET: key}, envs={})
     state.save(replace(record, config=config))
-    return {"name": name, "service": {k: v for k, v in service.items() if k in ("replicas", "replica_policy")}}
+    return {"name": name, "replica_policy": policy}
 
 
 def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:

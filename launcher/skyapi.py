@@ -82,7 +82,7 @@ def list_gpu_offers(accelerator_names: Sequence[str], clouds: Sequence[str]) -> 
 
     import sky
 
-    pattern = "^(" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
+    pattern = "^(?:" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
     with map_sky_exceptions("reading SkyPilot's catalog"), _quiet():
         found = sky.catalog.list_accelerators(
             gpus_only=True, name_filter=pattern, clouds=list(clouds), case_sensitive=False,

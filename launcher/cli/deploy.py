@@ -217,7 +217,7 @@ def scale(name, replicas, min_replicas, max_replicas, target_qps, json_):
         raise UserError("give --replicas R, or --min-replicas A --max-replicas B [--target-qps Q]")
     result = lifecycle.scale(skyapi.SkyClient(), state.validate_name(name), replicas=replicas,
                              min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps)
-    print_json(result) if json_ else stdout.print(f"{result['name']}: {result['service']}")
+    print_json(result) if json_ else stdout.print(f"{result['name']}: rolling update to {result['replica_policy']}")
     return 0
 
 

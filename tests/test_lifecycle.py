@@ -1,0 +1,361 @@
+"""plan, the optimizer and the lifecycle, offline: a seeded SkyPilot catalog, real parser and optimizer,
+and a recording fake only at the seam where SkyPilot would reach a cloud."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from launcher import catalog, lifecycle, plan, render, skyapi, state
+from launcher.cli import cli
+from launcher.errors import SkyError, UnknownDeploymentError
+
+SNAPSHOT = Path(__file__).resolve().parent.parent / "catalogs" / "prices" / "v8"
+LAMBDA_COLUMNS = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price",
+                  "Region", "GpuInfo", "SpotPrice"]
+# A handful of real Lambda rows (from the snapshot), enough for 20b and 120b.
+LAMBDA_ROWS = [
+    ("gpu_1x_a10", "A10", 1, 30, 200, 0.75, "us-east-1"),
+    ("gpu_1x_a100_sxm4", "A100", 1, 30, 200, 1.29, "us-east-1"),
+    ("gpu_1x_h100_pcie", "H100", 1, 26, 200, 2.49, "us-east-1"),
+    ("gpu_2x_h100_sxm5", "H100", 2, 52, 450, 6.38, "us-east-1"),
+    ("gpu_8x_a100_80gb_sxm4", "A100-80GB", 8, 240, 1800, 14.32, "us-east-1"),
+]
+
+
+def write_lambda(runtime: Path, rows) -> None:
+    folder = runtime / ".sky" / "catalogs" / "v8" / "lambda"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "vms.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(LAMBDA_COLUMNS)
+        for it, acc, n, cpu, mem, price, region in rows:
+            mib = {"A10": 24576, "A100": 40960, "H100": 81920, "A100-80GB": 81920}[acc]
+            info = (f"{{'Gpus': [{{'Name': '{acc}', 'Manufacturer': 'NVIDIA', 'Count': {float(n)}, "
+                    f"'MemoryInfo': {{'SizeInMiB': {mib}}}}}], 'TotalGpuMemoryInMiB': {mib}}}")
+            w.writerow([it, acc, float(n), cpu, mem, price, region, info, ""])
+
+
+@pytest.fixture
+def seeded(isolated_env, monkeypatch):
+    """SKY_RUNTIME_DIR with a Lambda catalog (and accelerators.csv), Lambda enabled as SkyPilot's tests do."""
+    runtime = isolated_env
+    write_lambda(runtime, LAMBDA_ROWS)
+    common = runtime / ".sky" / "catalogs" / "v8" / "common"
+    common.mkdir(parents=True, exist_ok=True)
+    (common / "accelerators.csv").write_text((SNAPSHOT / "common" / "accelerators.csv").read_text())
+    import sky
+    from sky import check as sky_check
+
+    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh",
+                        lambda *a, **k: [sky.clouds.Lambda()])
+    # SkyPilot caches catalog frames per process: reload the Lambda one from this test's files.
+    import importlib
+
+    import sky.catalog.lambda_catalog as lc
+    from sky.catalog import common as cc
+
+    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(runtime / ".sky" / "catalogs" / "v8"))
+    importlib.reload(lc)
+    yield runtime
+    importlib.reload(lc)
+
+
+def cheapest_fitting_by_hand(rows, fits):
+    """Independent of launcher.plan: cheapest row whose (GPU, count) is in `fits`."""
+    ok = [r for r in rows if (r[1], r[2]) in fits]
+    return min(ok, key=lambda r: r[5])
+
+
+def test_plan_first_row_is_the_cheapest_fitting_offer_and_follows_a_price_change(seeded):
+    cat = catalog.load()
+    fits_20b = {("A100", 1), ("H100", 1)}  # smallest fit per GPU; A10 is not a gptoss-sky GPU
+    result = plan.build(cat, cat.model("20b"))
+    expected = cheapest_fitting_by_hand(LAMBDA_ROWS, fits_20b)
+    assert (result.offers[0].instance_type, result.offers[0].price_per_hour) == (expected[0], expected[5])
+    assert result.offers[0].price_source == "skypilot catalog"
+    # Make the H100 cheaper than the A100: the ranking follows the catalog, not a table in code.
+    changed = [r if r[0] != "gpu_1x_h100_pcie" else (*r[:5], 0.99, r[6]) for r in LAMBDA_ROWS]
+    write_lambda(seeded, changed)
+    import importlib
+
+    import sky.catalog.lambda_catalog as lc
+
+    importlib.reload(lc)
+    again = plan.build(cat, cat.model("20b"))
+    assert again.offers[0].instance_type == "gpu_1x_h100_pcie"
+
+
+def test_plan_cost_per_token_ranks_by_dollars_per_million_tokens(seeded):
+    cat = catalog.load()
+    result = plan.build(cat, cat.model("120b"), optimize="cost-per-token")
+    per_token = [o.usd_per_million_output_tokens for o in result.offers]
+    assert per_token == sorted(per_token)
+    first = result.offers[0]
+    assert first.usd_per_million_output_tokens == pytest.approx(
+        first.price_per_hour / (first.est_output_tokens_per_s * 3600) * 1e6)
+
+
+def test_real_optimizer_picks_the_cheapest_feasible_offer_of_the_any_gpu_task(seeded):
+    cat = catalog.load()
+    config = yaml.safe_load(render.render_text(cat, render.committed_deployments(cat)["tasks/20b-any.sky.yaml"]))
+    best = skyapi.optimize(config)
+    assert (best["instance_type"], best["cloud"]) == ("gpu_1x_a100_sxm4", "lambda")
+    write_lambda(seeded, [r if r[0] != "gpu_1x_h100_pcie" else (*r[:5], 0.99, r[6]) for r in LAMBDA_ROWS])
+    import importlib
+
+    import sky.catalog.lambda_catalog as lc
+
+    importlib.reload(lc)
+    assert skyapi.optimize(config)["instance_type"] == "gpu_1x_h100_pcie"
+
+
+def test_plan_json_is_only_json_with_the_documented_keys(seeded):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["plan", "20b", "--json"])
+    assert result.exit_code == 0, result.output
+    offers = json.loads(result.stdout)
+    for key in ("gpu", "count", "cloud", "region", "instance_type", "price_per_hour", "spot", "max_concurrency",
+                "est_output_tokens_per_s", "usd_per_million_output_tokens"):
+        assert key in offers[0]
+
+
+def test_plan_with_no_enabled_cloud_prices_every_catalog_cloud_and_says_so(isolated_env, monkeypatch):
+    from sky import check as sky_check
+
+    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [])
+    cat = catalog.load()
+    result = plan.build(cat, cat.model("120b"), gpu_specs=[(cat.gpu("H100"), 1)])
+    assert any("no cloud is enabled" in n and "sky check" in n for n in result.notes)
+    assert any("bundled catalog snapshot of 2026-11" in n for n in result.notes)
+    assert {o.cloud for o in result.offers} >= {"lambda", "runpod"}
+    assert all(o.gpu == "H100" and o.count == 1 for o in result.offers)
+
+
+def test_a_request_no_gpu_fits_says_why(seeded):
+    result = CliRunner().invoke(cli, ["plan", "120b", "--gpu", "L4:2"])
+    assert result.exit_code == 2
+    assert "no GPU fits gpt-oss-120b" in result.output and "L4:2" in result.output
+
+
+class RecordingSky:
+    """The fake at the cloud seam: records what would cross it and answers like SkyPilot would."""
+
+    def __init__(self, endpoint="127.0.0.1:1", fail_launch=None):
+        self.calls = []
+        self.endpoint_value = endpoint
+        self.fail_launch = fail_launch
+        self.live_clusters, self.live_services = {}, {}
+
+    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down):
+        task = skyapi.task_from_config(config, secrets=secrets, envs=envs)  # what SkyPilot would parse
+        self.calls.append(("launch", dict(config=config, name=cluster_name, secrets=dict(secrets), envs=dict(envs),
+                                          idle_minutes=idle_minutes, down=down, task=task)))
+        self.live_clusters[cluster_name] = {"name": cluster_name, "status": "UP"}
+        if self.fail_launch:
+            raise self.fail_launch
+
+    def endpoint(self, name, port):
+        self.calls.append(("endpoint", name, port))
+        return self.endpoint_value
+
+    def clusters(self, names=None):
+        return [c for n, c in self.live_clusters.items() if not names or n in names]
+
+    def services(self, names=None):
+        return [s for n, s in self.live_services.items() if not names or n in names]
+
+    def down(self, name, purge=False):
+        self.calls.append(("down", name))
+        self.live_clusters.pop(name, None)
+
+    def serve_up(self, config, name, *, secrets, envs):
+        task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
+        self.calls.append(("serve_up", dict(config=config, name=name, secrets=dict(secrets), task=task)))
+        self.live_services[name] = {"name": name, "status": "READY", "endpoint": f"http://{self.endpoint_value}"}
+        return f"http://{self.endpoint_value}"
+
+    def serve_update(self, config, name, *, secrets, envs):
+        task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
+        self.calls.append(("serve_update", dict(config=config, name=name, task=task)))
+
+    def serve_down(self, name, purge=False):
+        self.calls.append(("serve_down", name))
+        self.live_services.pop(name, None)
+
+
+@pytest.fixture
+def openai_ok():
+    """A tiny real HTTP server on 127.0.0.1 that answers /health and /v1/models like vLLM."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/health":
+                body, code = b"", 200
+            elif self.path == "/v1/models" and self.headers.get("Authorization", "").startswith("Bearer "):
+                body, code = json.dumps({"data": [{"id": "openai/gpt-oss-20b"}, {"id": "openai/gpt-oss-120b"}]}).encode(), 200
+            else:
+                body, code = b'{"error": "Unauthorized"}', 401
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _deploy(cat, name, service=False, **kw):
+    recipes = (render.recipes_mod.build(cat, cat.model("20b"), cat.gpu("L4"), 1),)
+    return lifecycle.deployment_for(name, recipes, service=service, **kw)
+
+
+def test_up_sends_task_name_secret_and_autostop_across_the_seam(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    out = lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-t1", idle_minutes=45),
+                           progress=lambda m: None, ready_timeout=10)
+    kind, sent = sky.calls[0]
+    assert kind == "launch" and sent["name"] == "gptoss-t1"
+    key = state.read_key(out["key_path"])
+    assert sent["secrets"] == {"VLLM_API_KEY": key} and len(key) >= 32
+    assert "VLLM_API_KEY" not in sent["envs"] and key not in json.dumps(sent["config"])
+    assert {k: v.get_secret_value() for k, v in sent["task"].secrets.items()} == {"VLLM_API_KEY": key}
+    assert sent["envs"] == {"GPTOSS_IDLE_MINUTES": "45"} and sent["idle_minutes"] == 1 and sent["down"] is True
+    assert stat.S_IMODE(os.stat(out["key_path"]).st_mode) == 0o600
+    assert out["endpoint"] == f"http://{openai_ok}"
+    assert state.load("gptoss-t1").state == "up"
+
+
+def test_serve_sends_replica_policy_and_scale_updates_it(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    d = _deploy(cat, "gptoss-s1", service=True, min_replicas=1, max_replicas=3, target_qps=2.0, spot=True,
+                ondemand_fallback=True)
+    lifecycle.launch(cat, sky, cat.model("20b"), d, progress=lambda m: None, ready_timeout=10)
+    sent = sky.calls[0][1]
+    spec = sent["task"].service
+    assert (spec.min_replicas, spec.max_replicas, spec.target_qps_per_replica) == (1, 3, 2.0)
+    assert spec.dynamic_ondemand_fallback is True
+    assert sent["config"]["resources"]["use_spot"] is True
+    lifecycle.scale(sky, "gptoss-s1", replicas=5, min_replicas=None, max_replicas=None, target_qps=None)
+    update = sky.calls[-1][1]
+    assert update["task"].service.min_replicas == 5 and update["task"].service.max_replicas == 5
+    assert update["task"].service.dynamic_ondemand_fallback is True  # scaling keeps the spot fallback
+
+
+def test_failed_launch_keeps_a_record_and_says_how_to_remove_it(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok, fail_launch=SkyError("launching gptoss-f1: no capacity"))
+    with pytest.raises(SkyError) as info:
+        lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-f1"), progress=lambda m: None)
+    assert "gptoss-sky down gptoss-f1" in str(info.value)
+    assert state.load("gptoss-f1").state == "failed"
+    targets = lifecycle.down_targets(sky, [], everything=True)
+    assert ("gptoss-f1", "cluster") in targets
+
+
+def test_interrupted_launch_is_reported_too(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok, fail_launch=KeyboardInterrupt())
+    with pytest.raises(SkyError, match="interrupted.*gptoss-sky down gptoss-i1"):
+        lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-i1"), progress=lambda m: None)
+
+
+def test_existing_name_is_refused_and_nothing_is_touched(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    sky.live_clusters["gptoss-mine"] = {"name": "gptoss-mine", "status": "UP"}
+    with pytest.raises(Exception, match="will not touch it"):
+        lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-mine"), progress=lambda m: None)
+    assert sky.calls == []
+
+
+def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-keep"), progress=lambda m: None,
+                     ready_timeout=10)
+    with pytest.raises(UnknownDeploymentError):
+        lifecycle.down_targets(sky, ["gptoss-keep", "gptoss-nope"], everything=False)
+    with pytest.raises(UnknownDeploymentError, match="not launched by gptoss-sky"):
+        lifecycle.down_targets(sky, ["prod-db"], everything=False)
+    assert not any(c[0] == "down" for c in sky.calls) and state.exists("gptoss-keep")
+
+
+def test_status_cleans_records_whose_cluster_is_gone(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-gone"), progress=lambda m: None,
+                     ready_timeout=10)
+    sky.live_clusters.clear()  # torn down behind our back
+    rows = lifecycle.status(sky)
+    assert rows[0]["state"].startswith("gone") and not state.exists("gptoss-gone")
+
+
+def test_corrupt_record_never_breaks_status(openai_ok):
+    state.home().joinpath("deployments").mkdir(parents=True, exist_ok=True)
+    state.home().joinpath("deployments", "gptoss-bad.json").write_text("{not json")
+    assert lifecycle.status(RecordingSky(openai_ok)) == []
+
+
+def test_concurrent_saves_never_corrupt_records():
+    import threading
+
+    def writer(i):
+        for j in range(20):
+            state.save(state.Record(name=f"gptoss-c{i}", kind="cluster", model="m", served_model="m",
+                                    key_path="/nonexistent", created=j))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(r.name for r in state.all_records()) == [f"gptoss-c{i}" for i in range(4)]
+
+
+def test_endpoint_is_normalized():
+    assert lifecycle.normalize_endpoint("1.2.3.4:8000") == "http://1.2.3.4:8000"
+    assert lifecycle.normalize_endpoint("https://x.example:443/") == "https://x.example:443"
+
+
+def test_up_dryrun_prints_valid_yaml_and_launches_nothing(seeded):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "--dryrun", "-y"])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(result.stdout)
+    skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})
+    assert config["name"] == "gptoss-20b" and config["envs"]["GPTOSS_IDLE_MINUTES"] == "60"
+    assert not state.all_records() and not list(state.home().glob("keys/*"))
+
+
+def test_serve_dryrun_three_replicas(seeded):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["serve", "120b", "--replicas", "3", "--dryrun", "-y"])
+    assert result.exit_code == 0, result.output
+    task = skyapi.task_from_config(yaml.safe_load(result.stdout), secrets={"VLLM_API_KEY": "k"})
+    assert task.service.min_replicas == 3 and task.service.readiness_path == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["serve", "20b", "--replicas", "2", "--min-replicas", "1", "--max-replicas", "3", "--dryrun"], "not both"),
+    (["serve", "20b", "--ondemand-fallback", "--dryrun"], "only applies with --spot"),
+    (["up", "20b", "--name", "Bad_Name", "--dryrun"], "invalid name"),
+    (["down"], "give NAME... or --all"),
+    (["plan", "20b", "--clouds", "mars"], "cannot price cloud(s) mars"),
+])
+def test_lifecycle_bad_input_is_one_line_exit_2(seeded, args, needle):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
