@@ -18,9 +18,12 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+import asyncio
+
+from launcher import bench as bench_lib
 from launcher import smoke as smoke_lib
 from launcher.cli._common import json_option, positive_int, print_json, stderr, stdout
-from launcher.errors import UserError
+from launcher.errors import EndpointError, UserError
 
 API_KEY_ENV = "GPTOSS_SKY_API_KEY"
 
@@ -164,4 +167,135 @@ def print_smoke_report(report: smoke_lib.SmokeReport) -> None:
         stdout.print(f"[red]FAILED[/]: {', '.join(ran)} ({passed}/{len(report.checks)} passed{note})")
 
 
-COMMANDS: list[click.Command] = [smoke]
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,8,32, got {value!r}") from None
+    if not levels or any(level <= 0 for level in levels):
+        raise click.BadParameter(f"expected positive integers like 1,8,32, got {value!r}")
+    return levels
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _price(value: float | None) -> str:
+    return "-" if value is None else "$" + f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+@click.command(name="bench")
+@target_options
+@click.option(
+    "--concurrency",
+    default=",".join(str(c) for c in bench_lib.DEFAULT_CONCURRENCY),
+    show_default=True,
+    callback=_concurrency_list,
+    metavar="C1,C2,...",
+    help="Concurrency levels to run, one after another.",
+)
+@click.option(
+    "--requests",
+    type=int,
+    callback=positive_int,
+    metavar="N",
+    help="Requests per level [default: max(4 x concurrency, 16)].",
+)
+@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True, callback=positive_int, metavar="I", help="Prompt length in tokens (approximate).")
+@click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True, callback=positive_int, metavar="O", help="Output tokens per request (ignore_eos).")
+@click.option("--price-per-hour", type=float, metavar="P", help="$/hour of the deployment [default: from the deployment record].")
+@click.option("--ttft-target-ms", type=float, metavar="T", help="TTFT p90 target for the target_qps_per_replica recommendation.")
+@click.option("--tpot-target-ms", type=float, metavar="T", help="TPOT p50 target for the target_qps_per_replica recommendation.")
+@click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True, metavar="S", help="Seconds one request may take.")
+@json_option
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    target: Target,
+    concurrency: tuple[int, ...],
+    requests: int | None,
+    input_len: int,
+    output_len: int,
+    price_per_hour: float | None,
+    ttft_target_ms: float | None,
+    tpot_target_ms: float | None,
+    request_timeout: float,
+    json_: bool,
+) -> None:
+    """Load an endpoint with streaming completions at each concurrency level and report TTFT, TPOT,
+    inter-token latency, throughput, $ per 1M output tokens and a SkyServe target_qps_per_replica.
+    Exit 1 if any request failed."""
+    model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
+    if model is None:
+        raise EndpointError(f"could not read the served model from {target.base_url}/v1/models; pass --model")
+    price = price_per_hour if price_per_hour is not None else target.price_per_hour
+
+    def progress(level: bench_lib.LevelResult) -> None:
+        if not json_:
+            stderr.print(
+                f"concurrency {level.concurrency}: {level.completed}/{level.requests} ok, "
+                f"{level.output_tokens_per_s:,.0f} output tokens/s"
+            )
+
+    report = bench_lib.bench(
+        target.base_url,
+        target.api_key,
+        model,
+        concurrency=concurrency,
+        requests=requests,
+        input_len=input_len,
+        output_len=output_len,
+        price_per_hour=price,
+        ttft_target_ms=ttft_target_ms,
+        tpot_target_ms=tpot_target_ms,
+        request_timeout=request_timeout,
+        on_progress=progress,
+    )
+    if json_:
+        print_json(report.to_dict())
+    else:
+        print_bench_report(report)
+    if report.errors:
+        ctx.exit(1)
+
+
+def print_bench_report(report: bench_lib.BenchReport) -> None:
+    table = Table(box=None, pad_edge=False)
+    headers = ("CONC", "ERR", "REQ/S", "TOK/S", "TTFT 50/90/99", "TPOT 50/99", "ITL 50/99", "$/1M", "SLO")
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    for lv in report.levels:
+        met = {True: "[green]met[/]", False: "[red]miss[/]", None: "-"}[lv.met_targets]
+        table.add_row(
+            str(lv.concurrency),
+            f"[red]{lv.errors}/{lv.requests}[/]" if lv.errors else "0",
+            _num(lv.request_throughput, 2),
+            _num(lv.output_tokens_per_s, 0),
+            "/".join(_num(v, 0) for v in (lv.ttft_ms_p50, lv.ttft_ms_p90, lv.ttft_ms_p99)),
+            "/".join(_num(v, 1) for v in (lv.tpot_ms_p50, lv.tpot_ms_p99)),
+            "/".join(_num(v, 1) for v in (lv.itl_ms_p50, lv.itl_ms_p99)),
+            _price(lv.usd_per_million_output_tokens),
+            met,
+        )
+    stdout.print(table)
+    stdout.print(
+        f"[dim]latencies in ms; TOK/S output tokens/s; $/1M per 1M output tokens; SLO the targets; "
+        f"{report.input_len} input / {report.output_len} output tokens per request[/]"
+    )
+    for lv in report.levels:
+        for sample in lv.error_samples:
+            stdout.print(f"[red]error[/] at concurrency {lv.concurrency}: {escape(sample)}")
+    if report.recommended_target_qps_per_replica is not None:
+        stdout.print(
+            f"Recommended SkyServe target_qps_per_replica: [bold]{report.recommended_target_qps_per_replica:g}[/]"
+            f" ({escape(report.recommendation)})"
+        )
+    else:
+        stdout.print(f"[dim]{escape(report.recommendation)}[/]")
+
+
+COMMANDS: list[click.Command] = [smoke, bench]
