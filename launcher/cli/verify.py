@@ -21,6 +21,7 @@ from rich.table import Table
 import asyncio
 
 from launcher import bench as bench_lib
+from launcher import evals as evals_lib
 from launcher import smoke as smoke_lib
 from launcher.cli._common import json_option, positive_int, print_json, stderr, stdout
 from launcher.errors import EndpointError, UserError
@@ -298,4 +299,62 @@ def print_bench_report(report: bench_lib.BenchReport) -> None:
         stdout.print(f"[dim]{escape(report.recommendation)}[/]")
 
 
-COMMANDS: list[click.Command] = [smoke, bench]
+# -- eval -----------------------------------------------------------------------------------------
+
+
+@click.command(name="eval")
+@target_options
+@click.option("--eval", "eval_name", type=click.Choice(evals_lib.EVALS), default="gpqa", show_default=True, help="Which eval to run.")
+@click.option("--reasoning-effort", type=click.Choice(evals_lib.EFFORTS), default="low", show_default=True, help="Reasoning effort to evaluate.")
+@click.option("--examples", type=int, callback=positive_int, metavar="N", help="Score N questions once each [default: the full eval, 8 repeats].")
+@click.option("--python", "python", metavar="PATH", help=f"Interpreter that has gpt-oss installed [default: ${evals_lib.PYTHON_ENV} or this one].")
+@click.option("--sampler", type=click.Choice(["responses", "chat_completions"]), default="responses", show_default=True, help="API gpt_oss.evals samples through.")
+@json_option
+@click.pass_context
+def eval_(
+    ctx: click.Context,
+    target: Target,
+    eval_name: str,
+    reasoning_effort: str,
+    examples: int | None,
+    python: str | None,
+    sampler: str,
+    json_: bool,
+) -> None:
+    """Run OpenAI's gpt_oss.evals (GPQA or AIME25) against an endpoint and compare the score with the
+    published reference for the model and effort. Exit 1 when clearly below it (more than two
+    binomial standard errors at the number of questions, and at least 3 points)."""
+    model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
+    if model is None:
+        raise EndpointError(f"could not read the served model from {target.base_url}/v1/models; pass --model")
+    if not json_:
+        stderr.print(f"Running gpt_oss.evals {eval_name} at effort {reasoning_effort} against {escape(model)}...")
+    verdict = evals_lib.run_eval(
+        target.base_url,
+        target.api_key,
+        model,
+        eval_name,
+        reasoning_effort,
+        examples,
+        python=python,
+        sampler=sampler,
+        show_progress=not json_,
+    )
+    if json_:
+        print_json(verdict.to_dict())
+    else:
+        table = Table(box=None)
+        for header in ("EVAL", "MODEL", "EFFORT", "N", "SCORE", "REFERENCE", "THRESHOLD", "RESULT"):
+            table.add_column(header)
+        table.add_row(
+            verdict.eval, escape(verdict.model), verdict.reasoning_effort, str(verdict.examples),
+            f"{verdict.score:.1f}%", f"{verdict.reference:.1f}%", f"{verdict.threshold:.1f}%",
+            "[green]pass[/]" if verdict.ok else "[red]FAIL[/]",
+        )
+        stdout.print(table)
+        stdout.print(escape(verdict.detail))
+    if not verdict.ok:
+        ctx.exit(1)
+
+
+COMMANDS: list[click.Command] = [smoke, bench, eval_]
