@@ -26,6 +26,7 @@ import asyncio
 import json
 import math
 import random
+import ssl
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -308,13 +309,76 @@ async def run_level(
     return records, time.perf_counter() - start
 
 
+POOL_SHARD_SIZE = 1  # measured best on 2 cores at 64-512 streams (benchmarks/BENCH_CLIENT.md)
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """Wraps a response body so the shard's in-flight count drops when the stream is closed."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, done: Callable[[], None]) -> None:
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    async def __aiter__(self):  # type: ignore[override]
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._done is not None:
+                self._done()
+                self._done = None
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Several small connection pools behind one transport, each request to the least busy one.
+
+    httpcore's pool reassigns queued requests by scanning every connection on each request and
+    each response close, which is quadratic in the pool size: one 512-connection pool spends
+    seconds of CPU there and inflates TTFT by seconds (see benchmarks/BENCH_CLIENT.md). Pools of
+    POOL_SHARD_SIZE connections keep that scan short. They share one SSL context, which is costly
+    to build.
+    """
+
+    def __init__(self, max_connections: int, shard_size: int = POOL_SHARD_SIZE) -> None:
+        count = max(1, math.ceil(max_connections / shard_size))
+        per_shard = math.ceil(max_connections / count)
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        context = ssl.create_default_context()
+        self._shards = [httpx.AsyncHTTPTransport(limits=limits, verify=context) for _ in range(count)]
+        self._in_flight = [0] * count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = min(range(len(self._shards)), key=self._in_flight.__getitem__)
+        self._in_flight[index] += 1
+
+        def done() -> None:
+            self._in_flight[index] -= 1
+
+        try:
+            response = await self._shards[index].handle_async_request(request)
+        except BaseException:
+            done()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _CountedStream(response.stream, done)
+        return response
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
 def make_client(
     base_url: str, max_concurrency: int, request_timeout: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """One client for the whole run, its pool as large as the highest concurrency."""
-    limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+    """One client for the whole run, with room for `max_concurrency` connections (sharded pools)."""
     timeout = httpx.Timeout(request_timeout, connect=min(request_timeout, 30.0), pool=None)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout, transport=transport)
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, transport=transport or ShardedTransport(max_concurrency)
+    )
 
 
 async def run_bench(
