@@ -1,2 +1,360 @@
-"""placeholder"""
-COMMANDS: list = []
+"""`gptoss-sky smoke | bench | eval`: check, load and score a running endpoint.
+
+Each command takes a deployment NAME (resolved by `lifecycle.connection_for`) or `--endpoint URL`.
+The API key comes from --api-key, --api-key-file, $GPTOSS_SKY_API_KEY or the deployment record, in
+that order, and is never printed. Results go to stdout (a table, or one document with --json);
+waiting notes go to stderr and are suppressed under --json. Exit 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+import asyncio
+
+from launcher import bench as bench_lib
+from launcher import evals as evals_lib
+from launcher import smoke as smoke_lib
+from launcher.cli._common import json_option, positive_int, print_json, stderr, stdout
+from launcher.errors import EndpointError, UserError
+
+API_KEY_ENV = "GPTOSS_SKY_API_KEY"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send requests, resolved from NAME or --endpoint plus the key options."""
+
+    base_url: str
+    api_key: str | None
+    model: str | None
+    price_per_hour: float | None
+
+
+def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """NAME | --endpoint URL, --api-key, --api-key-file, --model, resolved into `target: Target`."""
+
+    @click.argument("name", required=False)
+    @click.option("--endpoint", metavar="URL", help="Endpoint base URL instead of a deployment NAME.")
+    @click.option("--api-key", metavar="KEY", help=f"API key (default: ${API_KEY_ENV} or the deployment's).")
+    @click.option(
+        "--api-key-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Read the API key from this file.",
+    )
+    @click.option("--model", metavar="M", help="Served model name (default: the first /v1/models lists).")
+    @functools.wraps(func)
+    def wrapper(
+        name: str | None,
+        endpoint: str | None,
+        api_key: str | None,
+        api_key_file: Path | None,
+        model: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs["target"] = resolve_target(name, endpoint, api_key, api_key_file, model)
+        return func(**kwargs)
+
+    return wrapper
+
+
+def resolve_target(
+    name: str | None,
+    endpoint: str | None,
+    api_key: str | None,
+    api_key_file: Path | None,
+    model: str | None,
+) -> Target:
+    if bool(name) == bool(endpoint):
+        raise click.UsageError("give either a deployment NAME or --endpoint URL (exactly one)")
+    if api_key and api_key_file:
+        raise click.UsageError("give --api-key or --api-key-file, not both")
+    if api_key_file is not None:
+        try:
+            api_key = api_key_file.read_text().strip()
+        except OSError as exc:
+            raise UserError(f"cannot read --api-key-file {api_key_file}: {exc.strerror}") from exc
+        if not api_key:
+            raise UserError(f"--api-key-file {api_key_file} is empty")
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    if name:
+        from launcher.lifecycle import connection_for
+
+        connection = connection_for(name)
+        return Target(
+            connection.base_url,
+            api_key or connection.api_key,
+            model or connection.model,
+            connection.price_per_hour,
+        )
+    assert endpoint is not None
+    if not endpoint.startswith(("http://", "https://")):
+        endpoint = f"http://{endpoint}"
+    return Target(endpoint.rstrip("/"), api_key, model, None)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+# -- smoke ----------------------------------------------------------------------------------------
+
+
+@click.command(name="smoke")
+@target_options
+@click.option(
+    "--timeout",
+    type=float,
+    default=smoke_lib.DEFAULT_WAIT_TIMEOUT_S,
+    show_default=True,
+    metavar="S",
+    help="Seconds to wait for the model to finish loading (503 or connection refused).",
+)
+@click.option(
+    "--request-timeout",
+    type=float,
+    default=smoke_lib.DEFAULT_REQUEST_TIMEOUT_S,
+    show_default=True,
+    metavar="S",
+    help="Seconds one probe may take.",
+)
+@json_option
+@click.pass_context
+def smoke(ctx: click.Context, target: Target, timeout: float, request_timeout: float, json_: bool) -> None:
+    """Check that an endpoint serves gpt-oss correctly: health, models, chat, streaming,
+    reasoning effort, tool calls, the Responses API and auth. Exit 1 if any check fails."""
+    on_wait = None if json_ else (lambda message: stderr.print(escape(message)))
+    report = smoke_lib.smoke(
+        target.base_url,
+        target.api_key,
+        target.model,
+        timeout,
+        request_timeout=request_timeout,
+        on_wait=on_wait,
+    )
+    if json_:
+        print_json(report.to_dict())
+    else:
+        print_smoke_report(report)
+    if not report.ok:
+        ctx.exit(1)
+
+
+def print_smoke_report(report: smoke_lib.SmokeReport) -> None:
+    """The table `smoke` prints; also used after `up`/`serve`."""
+    table = Table(box=None)
+    for header in ("CHECK", "RESULT", "LATENCY", "DETAIL"):
+        table.add_column(header, overflow="fold")
+    for check in report.checks:
+        skipped = check.detail.startswith("not run:")
+        result = "[green]pass[/]" if check.ok else ("[yellow]skip[/]" if skipped else "[red]FAIL[/]")
+        table.add_row(check.name, result, _ms(check.latency_s), escape(check.detail))
+    stdout.print(table)
+    passed = sum(c.ok for c in report.checks)
+    if report.ok:
+        stdout.print(f"[green]OK[/]: {passed}/{len(report.checks)} checks passed for {escape(str(report.model))}")
+    else:
+        ran = [c.name for c in report.failed if not c.detail.startswith("not run:")]
+        skipped = len(report.failed) - len(ran)
+        note = f", {skipped} not run" if skipped else ""
+        stdout.print(f"[red]FAILED[/]: {', '.join(ran)} ({passed}/{len(report.checks)} passed{note})")
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,8,32, got {value!r}") from None
+    if not levels or any(level <= 0 for level in levels):
+        raise click.BadParameter(f"expected positive integers like 1,8,32, got {value!r}")
+    return levels
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _price(value: float | None) -> str:
+    return "-" if value is None else "$" + f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+@click.command(name="bench")
+@target_options
+@click.option(
+    "--concurrency",
+    default=",".join(str(c) for c in bench_lib.DEFAULT_CONCURRENCY),
+    show_default=True,
+    callback=_concurrency_list,
+    metavar="C1,C2,...",
+    help="Concurrency levels to run, one after another.",
+)
+@click.option(
+    "--requests",
+    type=int,
+    callback=positive_int,
+    metavar="N",
+    help="Requests per level [default: max(4 x concurrency, 16)].",
+)
+@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True, callback=positive_int, metavar="I", help="Prompt length in tokens (approximate).")
+@click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True, callback=positive_int, metavar="O", help="Output tokens per request (ignore_eos).")
+@click.option("--price-per-hour", type=float, metavar="P", help="$/hour of the deployment [default: from the deployment record].")
+@click.option("--ttft-target-ms", type=float, metavar="T", help="TTFT p90 target for the target_qps_per_replica recommendation.")
+@click.option("--tpot-target-ms", type=float, metavar="T", help="TPOT p50 target for the target_qps_per_replica recommendation.")
+@click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True, metavar="S", help="Seconds one request may take.")
+@json_option
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    target: Target,
+    concurrency: tuple[int, ...],
+    requests: int | None,
+    input_len: int,
+    output_len: int,
+    price_per_hour: float | None,
+    ttft_target_ms: float | None,
+    tpot_target_ms: float | None,
+    request_timeout: float,
+    json_: bool,
+) -> None:
+    """Load an endpoint with streaming completions at each concurrency level and report TTFT, TPOT,
+    inter-token latency, throughput, $ per 1M output tokens and a SkyServe target_qps_per_replica.
+    Exit 1 if any request failed."""
+    model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
+    if model is None:
+        raise EndpointError(f"could not read the served model from {target.base_url}/v1/models; pass --model")
+    price = price_per_hour if price_per_hour is not None else target.price_per_hour
+
+    def progress(level: bench_lib.LevelResult) -> None:
+        if not json_:
+            stderr.print(
+                f"concurrency {level.concurrency}: {level.completed}/{level.requests} ok, "
+                f"{level.output_tokens_per_s:,.0f} output tokens/s"
+            )
+
+    report = bench_lib.bench(
+        target.base_url,
+        target.api_key,
+        model,
+        concurrency=concurrency,
+        requests=requests,
+        input_len=input_len,
+        output_len=output_len,
+        price_per_hour=price,
+        ttft_target_ms=ttft_target_ms,
+        tpot_target_ms=tpot_target_ms,
+        request_timeout=request_timeout,
+        on_progress=progress,
+    )
+    if json_:
+        print_json(report.to_dict())
+    else:
+        print_bench_report(report)
+    if report.errors:
+        ctx.exit(1)
+
+
+def print_bench_report(report: bench_lib.BenchReport) -> None:
+    table = Table(box=None, pad_edge=False)
+    headers = ("CONC", "ERR", "REQ/S", "TOK/S", "TTFT 50/90/99", "TPOT 50/99", "ITL 50/99", "$/1M", "SLO")
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    for lv in report.levels:
+        met = {True: "[green]met[/]", False: "[red]miss[/]", None: "-"}[lv.met_targets]
+        table.add_row(
+            str(lv.concurrency),
+            f"[red]{lv.errors}/{lv.requests}[/]" if lv.errors else "0",
+            _num(lv.request_throughput, 2),
+            _num(lv.output_tokens_per_s, 0),
+            "/".join(_num(v, 0) for v in (lv.ttft_ms_p50, lv.ttft_ms_p90, lv.ttft_ms_p99)),
+            "/".join(_num(v, 1) for v in (lv.tpot_ms_p50, lv.tpot_ms_p99)),
+            "/".join(_num(v, 1) for v in (lv.itl_ms_p50, lv.itl_ms_p99)),
+            _price(lv.usd_per_million_output_tokens),
+            met,
+        )
+    stdout.print(table)
+    stdout.print(
+        f"[dim]latencies in ms; TOK/S output tokens/s; $/1M per 1M output tokens; SLO the targets; "
+        f"{report.input_len} input / {report.output_len} output tokens per request[/]"
+    )
+    for lv in report.levels:
+        for sample in lv.error_samples:
+            stdout.print(f"[red]error[/] at concurrency {lv.concurrency}: {escape(sample)}")
+    if report.recommended_target_qps_per_replica is not None:
+        stdout.print(
+            f"Recommended SkyServe target_qps_per_replica: [bold]{report.recommended_target_qps_per_replica:g}[/]"
+            f" ({escape(report.recommendation)})"
+        )
+    else:
+        stdout.print(f"[dim]{escape(report.recommendation)}[/]")
+
+
+# -- eval -----------------------------------------------------------------------------------------
+
+
+@click.command(name="eval")
+@target_options
+@click.option("--eval", "eval_name", type=click.Choice(evals_lib.EVALS), default="gpqa", show_default=True, help="Which eval to run.")
+@click.option("--reasoning-effort", type=click.Choice(evals_lib.EFFORTS), default="low", show_default=True, help="Reasoning effort to evaluate.")
+@click.option("--examples", type=int, callback=positive_int, metavar="N", help="Score N questions once each [default: the full eval, 8 repeats].")
+@click.option("--python", "python", metavar="PATH", help=f"Interpreter that has gpt-oss installed [default: ${evals_lib.PYTHON_ENV} or this one].")
+@click.option("--sampler", type=click.Choice(["responses", "chat_completions"]), default="responses", show_default=True, help="API gpt_oss.evals samples through.")
+@json_option
+@click.pass_context
+def eval_(
+    ctx: click.Context,
+    target: Target,
+    eval_name: str,
+    reasoning_effort: str,
+    examples: int | None,
+    python: str | None,
+    sampler: str,
+    json_: bool,
+) -> None:
+    """Run OpenAI's gpt_oss.evals (GPQA or AIME25) against an endpoint and compare the score with the
+    published reference for the model and effort. Exit 1 when clearly below it (more than two
+    binomial standard errors at the number of questions, and at least 3 points)."""
+    model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
+    if model is None:
+        raise EndpointError(f"could not read the served model from {target.base_url}/v1/models; pass --model")
+    if not json_:
+        stderr.print(f"Running gpt_oss.evals {eval_name} at effort {reasoning_effort} against {escape(model)}...")
+    verdict = evals_lib.run_eval(
+        target.base_url,
+        target.api_key,
+        model,
+        eval_name,
+        reasoning_effort,
+        examples,
+        python=python,
+        sampler=sampler,
+        show_progress=not json_,
+    )
+    if json_:
+        print_json(verdict.to_dict())
+    else:
+        table = Table(box=None)
+        for header in ("EVAL", "MODEL", "EFFORT", "N", "SCORE", "REFERENCE", "THRESHOLD", "RESULT"):
+            table.add_column(header)
+        table.add_row(
+            verdict.eval, escape(verdict.model), verdict.reasoning_effort, str(verdict.examples),
+            f"{verdict.score:.1f}%", f"{verdict.reference:.1f}%", f"{verdict.threshold:.1f}%",
+            "[green]pass[/]" if verdict.ok else "[red]FAIL[/]",
+        )
+        stdout.print(table)
+        stdout.print(escape(verdict.detail))
+    if not verdict.ok:
+        ctx.exit(1)
+
+
+COMMANDS: list[click.Command] = [smoke, bench, eval_]

@@ -1,0 +1,458 @@
+"""Streaming load against `/v1/completions`: latency percentiles, throughput, $/1M tokens, and a
+SkyServe `target_qps_per_replica` recommendation.
+
+Owns: the load loop (one shared `httpx.AsyncClient`, N workers per concurrency level), per-request
+timing, the statistics and the recommendation rule. Uses httpx and asyncio only; must not import
+click, rich or sky, and never prints (progress goes through `on_progress`).
+
+Per request, with t0 = just before the request is sent:
+  TTFT  = arrival of the first chunk carrying text - t0
+  ITL   = gaps between successive chunks carrying text (with vLLM's --stream-interval > 1 one chunk
+          holds several tokens, so this is the inter-chunk latency)
+  TPOT  = (last text chunk - first text chunk) / (output tokens - 1)
+Output tokens come from the final usage chunk (`stream_options.include_usage`) when present, else
+from the number of chunks carrying text. A request is an error when the status is not 200, the
+transport fails, the stream has no text, or it ends before `data: [DONE]`.
+
+Recommendation rule (SkyServe autoscales on requests/s per replica):
+  target_qps_per_replica = SAFETY_FACTOR * max(request_throughput of levels that had no errors and
+  met every given target: TTFT p90 <= --ttft-target-ms, TPOT p50 <= --tpot-target-ms)
+It holds for this request shape (input/output lengths) only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import ssl
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import httpx
+
+SAFETY_FACTOR = 0.8
+DEFAULT_CONCURRENCY = (1, 8, 32)
+DEFAULT_INPUT_LEN = 1024
+DEFAULT_OUTPUT_LEN = 256
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
+
+# Short common English words: each is about one o200k token with its leading space.
+_WORDS = (
+    "time year people way day man thing woman life child world school state family student group "
+    "country problem hand part place case week company system program question work government "
+    "number night point home water room mother area money story fact month lot right study book eye "
+    "job word business issue side kind head house service friend father power hour game line end "
+    "member law car city name team minute idea kid body information back parent face others level "
+    "office door health person art war history party result change morning reason research girl guy "
+    "moment air teacher force education"
+).split()
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """Timing of one streamed request; `error` is None on success."""
+
+    ttft_s: float | None
+    itl_s: tuple[float, ...]
+    output_tokens: int
+    latency_s: float
+    error: str | None = None
+
+    @property
+    def tpot_s(self) -> float | None:
+        if self.ttft_s is None or self.output_tokens < 2 or not self.itl_s:
+            return None
+        return sum(self.itl_s) / (self.output_tokens - 1)
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """Statistics of one concurrency level (times in ms, rates per second)."""
+
+    concurrency: int
+    requests: int
+    completed: int
+    errors: int
+    duration_s: float
+    request_throughput: float
+    output_tokens: int
+    output_tokens_per_s: float
+    ttft_ms_p50: float | None
+    ttft_ms_p90: float | None
+    ttft_ms_p99: float | None
+    tpot_ms_p50: float | None
+    tpot_ms_p99: float | None
+    itl_ms_p50: float | None
+    itl_ms_p99: float | None
+    usd_per_million_output_tokens: float | None
+    met_targets: bool | None = None
+    error_samples: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    base_url: str
+    model: str
+    input_len: int
+    output_len: int
+    price_per_hour: float | None
+    ttft_target_ms: float | None
+    tpot_target_ms: float | None
+    levels: tuple[LevelResult, ...]
+    recommended_target_qps_per_replica: float | None
+    recommendation: str
+    safety_factor: float = SAFETY_FACTOR
+
+    @property
+    def errors(self) -> int:
+        return sum(level.errors for level in self.levels)
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["levels"] = [level.to_dict() for level in self.levels]
+        return document
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default method); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def usd_per_million_tokens(price_per_hour: float | None, tokens_per_s: float) -> float | None:
+    """$/hour over tokens/hour, per million tokens; None without a price or without throughput."""
+    if price_per_hour is None or tokens_per_s <= 0:
+        return None
+    return price_per_hour / (tokens_per_s * 3600.0) * 1_000_000
+
+
+def make_prompt(input_len: int, rng: random.Random, request_id: int) -> str:
+    """About `input_len` tokens of random words; the unique head defeats prefix caching."""
+    head = f"Request {request_id} {rng.randrange(10**9)}:"
+    return head + " " + " ".join(rng.choice(_WORDS) for _ in range(max(1, input_len - 6)))
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def summarize(
+    concurrency: int,
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    price_per_hour: float | None,
+) -> LevelResult:
+    """Turn one level's request records into throughput and latency percentiles."""
+    ok = [r for r in records if r.error is None]
+    ttfts = [r.ttft_s for r in ok if r.ttft_s is not None]
+    tpots = [t for r in ok if (t := r.tpot_s) is not None]
+    itls = [gap for r in ok for gap in r.itl_s]
+    tokens = sum(r.output_tokens for r in ok)
+    duration_s = max(duration_s, 1e-9)
+    tokens_per_s = tokens / duration_s
+    samples: list[str] = []
+    for r in records:
+        if r.error is not None and r.error not in samples and len(samples) < 3:
+            samples.append(r.error)
+    return LevelResult(
+        concurrency=concurrency,
+        requests=len(records),
+        completed=len(ok),
+        errors=len(records) - len(ok),
+        duration_s=round(duration_s, 4),
+        request_throughput=round(len(ok) / duration_s, 4),
+        output_tokens=tokens,
+        output_tokens_per_s=round(tokens_per_s, 2),
+        ttft_ms_p50=_ms(percentile(ttfts, 50)),
+        ttft_ms_p90=_ms(percentile(ttfts, 90)),
+        ttft_ms_p99=_ms(percentile(ttfts, 99)),
+        tpot_ms_p50=_ms(percentile(tpots, 50)),
+        tpot_ms_p99=_ms(percentile(tpots, 99)),
+        itl_ms_p50=_ms(percentile(itls, 50)),
+        itl_ms_p99=_ms(percentile(itls, 99)),
+        usd_per_million_output_tokens=(
+            None if (usd := usd_per_million_tokens(price_per_hour, tokens_per_s)) is None else round(usd, 4)
+        ),
+        error_samples=tuple(samples),
+    )
+
+
+def meets_targets(level: LevelResult, ttft_target_ms: float | None, tpot_target_ms: float | None) -> bool:
+    """No errors, TTFT p90 within its target and TPOT p50 within its target (targets given only)."""
+    if level.errors or not level.completed:
+        return False
+    if ttft_target_ms is not None and (level.ttft_ms_p90 is None or level.ttft_ms_p90 > ttft_target_ms):
+        return False
+    if tpot_target_ms is not None and (level.tpot_ms_p50 is None or level.tpot_ms_p50 > tpot_target_ms):
+        return False
+    return True
+
+
+def recommend_qps(
+    levels: Sequence[LevelResult],
+    ttft_target_ms: float | None,
+    tpot_target_ms: float | None,
+    safety_factor: float = SAFETY_FACTOR,
+) -> tuple[float | None, str, tuple[LevelResult, ...]]:
+    """(target_qps_per_replica or None, one-line explanation, levels with `met_targets` filled)."""
+    if ttft_target_ms is None and tpot_target_ms is None:
+        marked = tuple(levels)
+        return None, "no recommendation: give --ttft-target-ms and/or --tpot-target-ms", marked
+    marked = tuple(
+        LevelResult(**{**asdict(lv), "met_targets": meets_targets(lv, ttft_target_ms, tpot_target_ms)})
+        for lv in levels
+    )
+    good = [lv for lv in marked if lv.met_targets]
+    if not good:
+        return None, "no concurrency level met the targets without errors; lower the load or add GPUs", marked
+    best = max(good, key=lambda lv: lv.request_throughput)
+    qps = round(best.request_throughput * safety_factor, 3)
+    why = (
+        f"{safety_factor:g} x {best.request_throughput:.3g} req/s measured at concurrency "
+        f"{best.concurrency}, the busiest level that met the targets without errors"
+    )
+    return qps, why, marked
+
+
+async def stream_one(
+    client: httpx.AsyncClient,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+) -> RequestRecord:
+    """Send one streaming completion and time its chunks. Failures come back as `error`."""
+    text_times: list[float] = []
+    usage_tokens: int | None = None
+    done = False
+    start = time.perf_counter()
+    try:
+        async with client.stream("POST", "/v1/completions", json=payload, headers=headers) as response:
+            if response.status_code != 200:
+                body = (await response.aread())[:200].decode(errors="replace")
+                return RequestRecord(None, (), 0, time.perf_counter() - start, f"HTTP {response.status_code}: {body}")
+            buffer = b""
+            # Raw bytes and a hand split: cheaper per chunk than aiter_lines at hundreds of streams.
+            async for raw in response.aiter_raw():
+                now = time.perf_counter()
+                buffer += raw
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = True
+                        continue
+                    chunk = json.loads(data)
+                    usage = chunk.get("usage")
+                    if usage and isinstance(usage.get("completion_tokens"), int):
+                        usage_tokens = usage["completion_tokens"]
+                    choices = chunk.get("choices") or ()
+                    if choices and choices[0].get("text"):
+                        text_times.append(now)
+    except httpx.HTTPError as exc:
+        return RequestRecord(None, (), 0, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+    except (ValueError, AttributeError) as exc:  # non-JSON or oddly shaped chunks
+        return RequestRecord(None, (), 0, time.perf_counter() - start, f"malformed stream: {exc}")
+    latency = time.perf_counter() - start
+    if not text_times:
+        return RequestRecord(None, (), 0, latency, "stream carried no text")
+    if not done:
+        return RequestRecord(None, (), 0, latency, "stream ended before data: [DONE]")
+    itl = tuple(b - a for a, b in zip(text_times, text_times[1:]))
+    tokens = usage_tokens if usage_tokens is not None else len(text_times)
+    return RequestRecord(text_times[0] - start, itl, tokens, latency)
+
+
+async def run_level(
+    client: httpx.AsyncClient,
+    *,
+    model: str,
+    concurrency: int,
+    requests: int,
+    input_len: int,
+    output_len: int,
+    headers: dict[str, str],
+    seed: int = 0,
+) -> tuple[list[RequestRecord], float]:
+    """`requests` requests through `concurrency` workers; returns records and wall time."""
+    rng = random.Random(seed * 1_000_003 + concurrency)
+    payloads = [
+        {
+            "model": model,
+            "prompt": make_prompt(input_len, rng, i),
+            "max_tokens": output_len,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        for i in range(requests)
+    ]
+    records: list[RequestRecord] = []
+    queue = iter(payloads)
+
+    async def worker() -> None:
+        for payload in queue:  # a shared iterator: each payload is taken exactly once
+            records.append(await stream_one(client, payload, headers))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+    return records, time.perf_counter() - start
+
+
+POOL_SHARD_SIZE = 1  # measured best on 2 cores at 64-512 streams (benchmarks/BENCH_CLIENT.md)
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """Wraps a response body so the shard's in-flight count drops when the stream is closed."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, done: Callable[[], None]) -> None:
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    async def __aiter__(self):  # type: ignore[override]
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._done is not None:
+                self._done()
+                self._done = None
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Several small connection pools behind one transport, each request to the least busy one.
+
+    httpcore's pool reassigns queued requests by scanning every connection on each request and
+    each response close, which is quadratic in the pool size: one 512-connection pool spends
+    seconds of CPU there and inflates TTFT by seconds (see benchmarks/BENCH_CLIENT.md). Pools of
+    POOL_SHARD_SIZE connections keep that scan short. They share one SSL context, which is costly
+    to build.
+    """
+
+    def __init__(self, max_connections: int, shard_size: int = POOL_SHARD_SIZE) -> None:
+        count = max(1, math.ceil(max_connections / shard_size))
+        per_shard = math.ceil(max_connections / count)
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        context = ssl.create_default_context()
+        self._shards = [httpx.AsyncHTTPTransport(limits=limits, verify=context) for _ in range(count)]
+        self._in_flight = [0] * count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = min(range(len(self._shards)), key=self._in_flight.__getitem__)
+        self._in_flight[index] += 1
+
+        def done() -> None:
+            self._in_flight[index] -= 1
+
+        try:
+            response = await self._shards[index].handle_async_request(request)
+        except BaseException:
+            done()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _CountedStream(response.stream, done)
+        return response
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
+def make_client(
+    base_url: str, max_concurrency: int, request_timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """One client for the whole run, with room for `max_concurrency` connections (sharded pools)."""
+    timeout = httpx.Timeout(request_timeout, connect=min(request_timeout, 30.0), pool=None)
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, transport=transport or ShardedTransport(max_concurrency)
+    )
+
+
+async def run_bench(
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    *,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+    requests: int | None = None,
+    input_len: int = DEFAULT_INPUT_LEN,
+    output_len: int = DEFAULT_OUTPUT_LEN,
+    price_per_hour: float | None = None,
+    ttft_target_ms: float | None = None,
+    tpot_target_ms: float | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    on_progress: Callable[[LevelResult], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> BenchReport:
+    """Run each concurrency level in turn. `requests` per level defaults to max(4 x level, 16)."""
+    base_url = base_url.rstrip("/")
+    if base_url.endswith("/v1"):
+        base_url = base_url[:-3]
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    levels: list[LevelResult] = []
+    async with make_client(base_url, max(concurrency), request_timeout, transport) as client:
+        for level in concurrency:
+            count = requests if requests is not None else max(4 * level, 16)
+            records, duration = await run_level(
+                client,
+                model=model,
+                concurrency=level,
+                requests=count,
+                input_len=input_len,
+                output_len=output_len,
+                headers=headers,
+            )
+            result = summarize(level, records, duration, price_per_hour)
+            if api_key:
+                result = LevelResult(
+                    **{**asdict(result), "error_samples": tuple(s.replace(api_key, "***") for s in result.error_samples)}
+                )
+            levels.append(result)
+            if on_progress is not None:
+                on_progress(result)
+    qps, why, marked = recommend_qps(levels, ttft_target_ms, tpot_target_ms)
+    return BenchReport(
+        base_url=base_url,
+        model=model,
+        input_len=input_len,
+        output_len=output_len,
+        price_per_hour=price_per_hour,
+        ttft_target_ms=ttft_target_ms,
+        tpot_target_ms=tpot_target_ms,
+        levels=marked,
+        recommended_target_qps_per_replica=qps,
+        recommendation=why,
+    )
+
+
+def bench(base_url: str, api_key: str | None, model: str, **kwargs: Any) -> BenchReport:
+    """Blocking wrapper of `run_bench`."""
+    return asyncio.run(run_bench(base_url, api_key, model, **kwargs))
+
+
+async def first_model(base_url: str, api_key: str | None, timeout: float = 30.0) -> str | None:
+    """The first model /v1/models lists, or None when it cannot be read."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout) as client:
+            response = await client.get("/v1/models", headers=headers)
+            if response.status_code != 200:
+                return None
+            data = response.json().get("data") or []
+            return data[0]["id"] if data and isinstance(data[0], dict) else None
+    except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+        return None
+

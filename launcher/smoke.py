@@ -1,0 +1,575 @@
+"""Smoke checks for a gpt-oss endpoint served by vLLM's OpenAI-compatible server.
+
+Owns: the list of checks (health, models, chat, streaming, reasoning effort, tool calls, the
+Responses API, auth), their pass/fail rules and the `SmokeReport` they produce. Uses httpx only; it
+must not import click, rich or sky, and it never prints: progress goes through the `on_wait`
+callback, results come back as data. A failed check is a `CheckResult(ok=False)`, not an exception;
+`httpx.HTTPError` and JSON decode errors are caught around each probe and nowhere else.
+
+The API key is sent as a bearer token and scrubbed from every detail string, so a report can be
+printed or dumped as JSON safely.
+
+Usage::
+
+    report = smoke("https://1.2.3.4:8000", api_key, timeout=600)
+    if not report.ok:
+        for check in report.failed:
+            print(check.name, check.detail)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+DEFAULT_WAIT_TIMEOUT_S = 600.0  # how long to wait for the model to finish loading
+DEFAULT_REQUEST_TIMEOUT_S = 120.0  # one probe; reasoning at effort "high" can take a while
+POLL_INTERVAL_S = 2.0
+
+CHECK_NAMES = (
+    "health",
+    "models",
+    "chat",
+    "stream",
+    "reasoning_effort",
+    "tool_call",
+    "responses",
+    "auth",
+)
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name, e.g. Paris"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One probe's outcome. `detail` says why on failure and what was seen on success."""
+
+    name: str
+    ok: bool
+    detail: str
+    latency_s: float | None
+    required: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    """Every check in `CHECK_NAMES` order; `ok` is True only when every required check passed."""
+
+    base_url: str
+    model: str | None
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.required and not c.ok]
+
+    def check(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "base_url": self.base_url,
+            "model": self.model,
+            "failed": [c.name for c in self.failed],
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+class _CheckFailed(Exception):
+    """Internal: ends one probe with a reason. Never escapes this module."""
+
+    def __init__(self, reason: str, **metrics: Any) -> None:
+        super().__init__(reason)
+        self.metrics = metrics
+
+
+def describe_http_error(exc: httpx.HTTPError, timeout_s: float | None = None) -> str:
+    """One line for a transport failure: refused, timed out, cut off, ..."""
+    if isinstance(exc, httpx.TimeoutException):
+        limit = f" after {timeout_s:g} s" if timeout_s else ""
+        return f"timed out{limit} ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect: {exc or 'connection refused'}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection closed by the server mid-response: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _status_error(response: httpx.Response) -> _CheckFailed:
+    try:
+        body = response.text
+    except (httpx.HTTPError, UnicodeDecodeError):  # body not read (streaming) or undecodable
+        body = ""
+    return _CheckFailed(f"HTTP {response.status_code}: {_short(body) or '(empty body)'}")
+
+
+def _json_body(response: httpx.Response) -> Any:
+    if response.status_code != 200:
+        raise _status_error(response)
+    try:
+        return response.json()
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        kind = response.headers.get("content-type", "no content-type")
+        raise _CheckFailed(f"response is not JSON ({kind}): {_short(response.text, 80)!r}") from None
+
+
+def _dig(document: Any, *path: Any) -> Any:
+    """document[p0][p1]... or None when any step is missing or of the wrong type."""
+    for step in path:
+        try:
+            document = document[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return document
+
+
+def _reasoning_of(message: Any) -> str | None:
+    """vLLM returns the chain of thought in `reasoning`; before ~v0.17 in `reasoning_content`."""
+    if not isinstance(message, dict):
+        return None
+    for key in ("reasoning", "reasoning_content"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def schema_problems(value: Any, schema: dict[str, Any]) -> list[str]:
+    """Problems of `value` against a small JSON Schema subset: object/required/properties/type."""
+    problems: list[str] = []
+    expected = schema.get("type")
+    if isinstance(expected, str) and expected in _JSON_TYPES:
+        ok_types = _JSON_TYPES[expected]
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, ok_types) or (is_bool and expected in ("integer", "number")):
+            return [f"expected {expected}, got {type(value).__name__}"]
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                problems.append(f"missing required key {key!r}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                problems.extend(f"{key}: {p}" for p in schema_problems(value[key], sub))
+    return problems
+
+
+class _Smoke:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        api_key: str | None,
+        model: str | None,
+        wait_timeout_s: float,
+        request_timeout_s: float,
+        on_wait: Callable[[str], None] | None,
+        poll_interval_s: float,
+    ) -> None:
+        self.client = client
+        self.api_key = api_key
+        self.model = model
+        self.wait_timeout_s = wait_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.on_wait = on_wait or (lambda message: None)
+        self.poll_interval_s = poll_interval_s
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _headers(self, auth: bool = True) -> dict[str, str]:
+        if auth and self.api_key:
+            return {"Authorization": f"Bearer {self.api_key}"}
+        return {}
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+    async def _probe(
+        self, name: str, body: Callable[[], Awaitable[tuple[str, dict[str, Any]]]]
+    ) -> CheckResult:
+        """Run one check; turn its transport, HTTP and JSON failures into a failed CheckResult."""
+        start = time.perf_counter()
+        try:
+            detail, metrics = await body()
+            ok = True
+        except _CheckFailed as exc:
+            ok, detail, metrics = False, str(exc), exc.metrics
+        except httpx.HTTPError as exc:
+            ok, detail, metrics = False, describe_http_error(exc, self.request_timeout_s), {}
+        except ValueError as exc:  # JSON decode errors from streamed lines
+            ok, detail, metrics = False, f"malformed response: {exc}", {}
+        latency = round(time.perf_counter() - start, 4)
+        return CheckResult(name, ok, self._redact(detail), latency, True, metrics)
+
+    async def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
+        response = await self.client.post(path, json=payload, headers=self._headers())
+        return _json_body(response)
+
+    def _chat_payload(self, content: str, **extra: Any) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 1024,
+        }
+        payload.update(extra)
+        return payload
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    async def health(self) -> CheckResult:
+        """Poll /health until 200; 503 and refused connections mean 'still loading' until the deadline."""
+        start = time.perf_counter()
+        deadline = start + self.wait_timeout_s
+        last = ""
+        announced = False
+        while True:
+            try:
+                response = await self.client.get("/health")
+                if response.status_code == 200:
+                    waited = time.perf_counter() - start
+                    note = f" after waiting {waited:.0f} s for the model to load" if announced else ""
+                    return CheckResult("health", True, f"HTTP 200{note}", round(waited, 4))
+                if response.status_code != 503:
+                    return CheckResult(
+                        "health",
+                        False,
+                        self._redact(str(_status_error(response))),
+                        round(time.perf_counter() - start, 4),
+                    )
+                last = "HTTP 503 from /health"
+            except httpx.ConnectError as exc:
+                last = f"connection refused ({exc})" if str(exc) else "connection refused"
+            except httpx.HTTPError as exc:
+                return CheckResult(
+                    "health",
+                    False,
+                    describe_http_error(exc, self.request_timeout_s),
+                    round(time.perf_counter() - start, 4),
+                )
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                if last.startswith("connection refused"):
+                    detail = (
+                        f"nothing answered within {self.wait_timeout_s:g} s ({last}): the server is "
+                        "not running, or still loading the model"
+                    )
+                else:
+                    detail = f"still loading: not ready within {self.wait_timeout_s:g} s ({last})"
+                return CheckResult("health", False, detail, round(time.perf_counter() - start, 4))
+            if not announced:
+                self.on_wait(
+                    f"Model still loading ({last}); retrying for up to {remaining:.0f} s more."
+                )
+                announced = True
+            await asyncio.sleep(min(self.poll_interval_s, remaining))
+
+    async def models(self) -> tuple[str, dict[str, Any]]:
+        document = await self.client.get("/v1/models", headers=self._headers())
+        data = _dig(_json_body(document), "data")
+        if not isinstance(data, list):
+            raise _CheckFailed("/v1/models has no `data` list")
+        ids = [item.get("id") for item in data if isinstance(item, dict)]
+        ids = [i for i in ids if isinstance(i, str)]
+        if not ids:
+            raise _CheckFailed("/v1/models lists no model")
+        if self.model is None:
+            self.model = ids[0]
+            return f"serves {ids[0]!r}", {"models": ids}
+        if self.model not in ids:
+            raise _CheckFailed(f"model {self.model!r} is not served; listed: {ids}", models=ids)
+        return f"serves {self.model!r}", {"models": ids}
+
+    async def chat(self) -> tuple[str, dict[str, Any]]:
+        payload = self._chat_payload("What is 7 + 5? Answer with the number only.")
+        document = await self._post_json("/v1/chat/completions", payload)
+        message = _dig(document, "choices", 0, "message")
+        if not isinstance(message, dict):
+            raise _CheckFailed("no choices[0].message in the response")
+        content = message.get("content")
+        reasoning = _reasoning_of(message)
+        usage = document.get("usage") if isinstance(document, dict) else None
+        metrics = {"reasoning_chars": len(reasoning or ""), "usage": usage}
+        if not isinstance(content, str) or not content.strip():
+            reason = _dig(document, "choices", 0, "finish_reason")
+            raise _CheckFailed(f"empty content (finish_reason {reason!r})", **metrics)
+        if not isinstance(usage, dict) or not isinstance(usage.get("completion_tokens"), int):
+            raise _CheckFailed("no usage.completion_tokens in the response", **metrics)
+        if reasoning is None:
+            raise _CheckFailed(
+                "no reasoning returned separately (neither `reasoning` nor `reasoning_content`); "
+                "is the openai_gptoss reasoning parser active?",
+                **metrics,
+            )
+        detail = (
+            f"content {_short(content, 40)!r}, {usage['completion_tokens']} completion tokens, "
+            f"{len(reasoning)} chars of reasoning"
+        )
+        return detail, metrics
+
+    async def stream(self) -> tuple[str, dict[str, Any]]:
+        payload = self._chat_payload(
+            "Count from 1 to 20, separated by spaces.",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        start = time.perf_counter()
+        first: float | None = None
+        last = start
+        text_chunks = 0
+        content: list[str] = []
+        usage_tokens: int | None = None
+        done = False
+        async with self.client.stream(
+            "POST", "/v1/chat/completions", json=payload, headers=self._headers()
+        ) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise _status_error(response)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise _CheckFailed(f"stream chunk is not JSON: {_short(data, 80)!r}") from None
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise _CheckFailed(f"error event in stream: {_short(json.dumps(chunk['error']))}")
+                tokens = _dig(chunk, "usage", "completion_tokens")
+                if isinstance(tokens, int):
+                    usage_tokens = tokens
+                delta = _dig(chunk, "choices", 0, "delta")
+                if not isinstance(delta, dict):
+                    continue
+                piece = delta.get("content")
+                thought = _reasoning_of(delta)
+                if (isinstance(piece, str) and piece) or thought:
+                    now = time.perf_counter()
+                    first = now if first is None else first
+                    last = now
+                    text_chunks += 1
+                if isinstance(piece, str):
+                    content.append(piece)
+        assembled = "".join(content)
+        tokens_out = usage_tokens if usage_tokens is not None else text_chunks
+        metrics: dict[str, Any] = {
+            "ttft_s": None if first is None else round(first - start, 4),
+            "tokens": tokens_out,
+            "tokens_per_s": None,
+            "content_chars": len(assembled),
+        }
+        if first is not None and last > first and tokens_out > 1:
+            metrics["tokens_per_s"] = round((tokens_out - 1) / (last - first), 1)
+        if not done:
+            raise _CheckFailed(
+                f"stream ended without `data: [DONE]` after {text_chunks} text chunks (truncated)",
+                **metrics,
+            )
+        if not assembled.strip():
+            raise _CheckFailed("stream assembled no content", **metrics)
+        rate = metrics["tokens_per_s"]
+        detail = (
+            f"TTFT {metrics['ttft_s'] * 1000:.0f} ms, {tokens_out} tokens"
+            + (f" at {rate:g} tokens/s" if rate else "")
+            + f", content {_short(assembled, 40)!r}"
+        )
+        return detail, metrics
+
+    async def reasoning_effort(self) -> tuple[str, dict[str, Any]]:
+        lengths: dict[str, int] = {}
+        for effort in ("low", "high"):
+            payload = self._chat_payload(
+                "Is 91 a prime number? Answer yes or no.", reasoning_effort=effort, max_tokens=512
+            )
+            try:
+                document = await self._post_json("/v1/chat/completions", payload)
+            except _CheckFailed as exc:
+                raise _CheckFailed(f"reasoning_effort={effort!r} refused: {exc}", **lengths) from None
+            message = _dig(document, "choices", 0, "message")
+            if not isinstance(message, dict):
+                raise _CheckFailed(f"reasoning_effort={effort!r}: no choices[0].message")
+            lengths[f"{effort}_reasoning_chars"] = len(_reasoning_of(message) or "")
+        detail = (
+            f"low and high accepted; reasoning {lengths['low_reasoning_chars']} vs "
+            f"{lengths['high_reasoning_chars']} chars"
+        )
+        return detail, lengths
+
+    async def tool_call(self) -> tuple[str, dict[str, Any]]:
+        payload = self._chat_payload(
+            "What is the weather in Paris right now? Use the get_weather tool.",
+            tools=[WEATHER_TOOL],
+            tool_choice="auto",
+        )
+        document = await self._post_json("/v1/chat/completions", payload)
+        message = _dig(document, "choices", 0, "message")
+        if not isinstance(message, dict):
+            raise _CheckFailed("no choices[0].message in the response")
+        calls = message.get("tool_calls")
+        if not calls:
+            content = message.get("content") or ""
+            if "get_weather" in content or content.lstrip().startswith("{"):
+                raise _CheckFailed(
+                    "tool call left as raw text in `content`, not parsed into `tool_calls` "
+                    "(vLLM needs --enable-auto-tool-choice --tool-call-parser openai): "
+                    f"{_short(content, 80)!r}"
+                )
+            raise _CheckFailed(f"no tool_calls in the response; content {_short(content, 80)!r}")
+        function = _dig(calls, 0, "function")
+        name = _dig(function, "name")
+        if name != "get_weather":
+            raise _CheckFailed(f"tool call names {name!r}, expected 'get_weather'")
+        raw = _dig(function, "arguments")
+        if not isinstance(raw, str):
+            raise _CheckFailed(f"tool call arguments are not a JSON string: {raw!r}")
+        try:
+            arguments = json.loads(raw)
+        except ValueError:
+            raise _CheckFailed(f"tool call arguments are not valid JSON: {_short(raw, 80)!r}") from None
+        problems = schema_problems(arguments, WEATHER_TOOL["function"]["parameters"])
+        if problems:
+            raise _CheckFailed(f"tool call arguments do not match the schema: {'; '.join(problems)}")
+        return f"get_weather({json.dumps(arguments)})", {"arguments": arguments}
+
+    async def responses(self) -> tuple[str, dict[str, Any]]:
+        payload = {
+            "model": self.model,
+            "input": "Say hello in one short sentence.",
+            "max_output_tokens": 1024,
+            "reasoning": {"effort": "low"},
+        }
+        document = await self._post_json("/v1/responses", payload)
+        if not isinstance(document, dict):
+            raise _CheckFailed("/v1/responses did not return an object")
+        text = document.get("output_text") if isinstance(document.get("output_text"), str) else ""
+        for item in document.get("output") or []:
+            if isinstance(item, dict) and item.get("type") == "message":
+                for part in item.get("content") or []:
+                    if isinstance(part, dict) and part.get("type") == "output_text":
+                        text += part.get("text") or ""
+        if not text.strip():
+            status = document.get("status")
+            raise _CheckFailed(f"/v1/responses returned no output text (status {status!r})")
+        return f"output {_short(text, 40)!r}", {"status": document.get("status")}
+
+    async def auth(self) -> tuple[str, dict[str, Any]]:
+        if not self.api_key:
+            raise _CheckFailed(
+                "no API key given, so auth cannot be checked; gptoss-sky endpoints always have one "
+                "(pass --api-key, --api-key-file or GPTOSS_SKY_API_KEY)"
+            )
+        response = await self.client.get("/v1/models")  # deliberately without the key
+        if response.status_code in (401, 403):
+            return f"refused without the key (HTTP {response.status_code})", {}
+        if response.status_code == 200:
+            raise _CheckFailed("the endpoint answered HTTP 200 without the API key: auth is not enforced")
+        raise _CheckFailed(f"expected 401/403 without the key, got HTTP {response.status_code}")
+
+    # -- driver -----------------------------------------------------------------------------------
+
+    async def run(self) -> list[CheckResult]:
+        results = [await self.health()]
+        if not results[0].ok:
+            return results + [_skipped(n, "/health did not pass") for n in CHECK_NAMES[1:]]
+        results.append(await self._probe("models", self.models))
+        model_checks = (
+            ("chat", self.chat),
+            ("stream", self.stream),
+            ("reasoning_effort", self.reasoning_effort),
+            ("tool_call", self.tool_call),
+            ("responses", self.responses),
+        )
+        for name, body in model_checks:
+            if self.model is None:
+                results.append(_skipped(name, "no model to query (/v1/models failed; pass --model)"))
+            else:
+                results.append(await self._probe(name, body))
+        results.append(await self._probe("auth", self.auth))
+        return results
+
+
+def _skipped(name: str, why: str) -> CheckResult:
+    return CheckResult(name, False, f"not run: {why}", None)
+
+
+async def run_smoke(
+    base_url: str,
+    api_key: str | None,
+    model: str | None = None,
+    timeout: float = DEFAULT_WAIT_TIMEOUT_S,
+    *,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    on_wait: Callable[[str], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    poll_interval: float = POLL_INTERVAL_S,
+) -> SmokeReport:
+    """Run every check against `base_url` (scheme://host:port, no /v1) and return the report.
+
+    `timeout` bounds the wait for the model to load (503 from /health or connection refused);
+    `request_timeout` bounds each probe. `model=None` takes the first model /v1/models lists.
+    `on_wait(message)` is called once when the server is still loading (the CLI prints it).
+    """
+    base_url = base_url.rstrip("/")
+    if base_url.endswith("/v1"):
+        base_url = base_url[:-3]
+    limits = httpx.Timeout(request_timeout, connect=min(request_timeout, 10.0))
+    async with httpx.AsyncClient(base_url=base_url, timeout=limits, transport=transport) as client:
+        runner = _Smoke(client, api_key, model, timeout, request_timeout, on_wait, poll_interval)
+        checks = await runner.run()
+    return SmokeReport(base_url, runner.model, tuple(checks))
+
+
+def smoke(
+    base_url: str,
+    api_key: str | None,
+    model: str | None = None,
+    timeout: float = DEFAULT_WAIT_TIMEOUT_S,
+    **kwargs: Any,
+) -> SmokeReport:
+    """Blocking wrapper of `run_smoke` for callers without an event loop (up, serve, the CLI)."""
+    return asyncio.run(run_smoke(base_url, api_key, model, timeout, **kwargs))

@@ -1,0 +1,197 @@
+"""launcher/smoke.py and `gptoss-sky smoke`, against the fake vLLM server and its faults."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from click.testing import CliRunner, Result
+from openai_server import API_KEY, MODEL, FakeServer, unused_url
+
+from launcher import smoke as smoke_lib
+from launcher.cli import cli
+
+FAST = {"timeout": 1.0, "request_timeout": 2.0, "poll_interval": 0.05}
+
+
+def run(server: FakeServer, api_key: str | None = API_KEY, **kwargs: object) -> smoke_lib.SmokeReport:
+    return smoke_lib.smoke(server.url, api_key, **{**FAST, **kwargs})  # type: ignore[arg-type]
+
+
+def failed_names(report: smoke_lib.SmokeReport) -> list[str]:
+    return [c.name for c in report.failed]
+
+
+def test_healthy_server_passes_every_check(server: FakeServer) -> None:
+    report = run(server)
+    assert report.ok, report.to_dict()
+    assert [c.name for c in report.checks] == list(smoke_lib.CHECK_NAMES)
+    assert report.model == MODEL  # taken from /v1/models when not given
+    stream = report.check("stream")
+    assert stream.metrics["tokens"] == 24  # from the final usage chunk
+    assert stream.metrics["ttft_s"] is not None and stream.metrics["tokens_per_s"] > 0
+    effort = report.check("reasoning_effort").metrics
+    assert effort["high_reasoning_chars"] > effort["low_reasoning_chars"] > 0
+    assert all(c.latency_s is not None and c.latency_s >= 0 for c in report.checks)
+
+
+def test_old_reasoning_content_field_is_accepted(server: FakeServer) -> None:
+    server.config.faults = {"old_reasoning_field"}
+    report = run(server)
+    assert report.ok, report.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("fault", "check", "reason"),
+    [
+        ("no_auth", "auth", "auth is not enforced"),
+        ("raw_tool_json", "tool_call", "raw text in `content`"),
+        ("bad_tool_args", "tool_call", "missing required key 'city'"),
+        ("no_reasoning", "chat", "no reasoning"),
+        ("truncated_stream", "stream", "without `data: [DONE]`"),
+        ("abort_stream", "stream", "connection closed"),
+        ("non_json_models", "models", "not JSON"),
+        ("reject_high_effort", "reasoning_effort", "'high' refused: HTTP 400"),
+        ("no_responses", "responses", "HTTP 404"),
+    ],
+)
+def test_each_fault_fails_its_check(server: FakeServer, fault: str, check: str, reason: str) -> None:
+    server.config.faults = {fault}
+    report = run(server)
+    assert not report.ok
+    assert check in failed_names(report)
+    assert reason in report.check(check).detail
+
+
+def test_wrong_model_listed_fails_models(server: FakeServer) -> None:
+    server.config.faults = {"wrong_model"}
+    report = run(server, model=MODEL)
+    assert failed_names(report) == ["models"]
+    assert "'openai/gpt-oss-20b' is not served" in report.check("models").detail
+    assert "some/other-model" in report.check("models").detail
+
+
+def test_no_key_fails_auth_with_a_clear_reason(server: FakeServer) -> None:
+    server.config.faults = {"no_auth"}  # otherwise every probe would get 401
+    report = run(server, api_key=None)
+    assert failed_names(report) == ["auth"]
+    assert "no API key given" in report.check("auth").detail
+
+
+def test_wrong_key_fails_with_http_401(server: FakeServer) -> None:
+    report = run(server, api_key="sk-wrong")
+    assert "models" in failed_names(report)
+    assert "HTTP 401" in report.check("models").detail
+    assert "Unauthorized" in report.check("models").detail
+
+
+def test_loading_then_ready_retries_and_passes(server: FakeServer) -> None:
+    server.config.loading_503s = 3
+    notes: list[str] = []
+    report = run(server, timeout=5.0, on_wait=notes.append)
+    assert report.ok, report.to_dict()
+    assert len(notes) == 1 and "still loading" in notes[0]
+    assert "waiting" in report.check("health").detail
+
+
+def test_never_ready_fails_with_still_loading_after_timeout(server: FakeServer) -> None:
+    server.config.faults = {"loading"}
+    start = time.perf_counter()
+    report = run(server, timeout=0.5)
+    assert time.perf_counter() - start < 3
+    assert not report.ok
+    assert report.check("health").detail.startswith("still loading")
+    assert report.check("auth").detail.startswith("not run")
+
+
+def test_nothing_listening_fails_health() -> None:
+    report = smoke_lib.smoke(unused_url(), API_KEY, timeout=0.3, poll_interval=0.05)
+    assert not report.ok
+    assert "connection refused" in report.check("health").detail
+    assert "nothing answered" in report.check("health").detail
+
+
+def test_timeout_is_a_failed_check_not_an_exception(server: FakeServer) -> None:
+    server.config.faults = {"hang_chat"}
+    report = run(server, request_timeout=0.3)
+    assert "chat" in failed_names(report)
+    assert "timed out after 0.3 s" in report.check("chat").detail
+    assert report.check("responses").ok and report.check("auth").ok  # other probes still ran
+
+
+def test_schema_problems() -> None:
+    schema = smoke_lib.WEATHER_TOOL["function"]["parameters"]
+    assert smoke_lib.schema_problems({"city": "Paris"}, schema) == []
+    assert smoke_lib.schema_problems({"city": 3}, schema) == ["city: expected string, got int"]
+    assert smoke_lib.schema_problems([], schema) == ["expected object, got list"]
+    assert smoke_lib.schema_problems({"n": True}, {"properties": {"n": {"type": "integer"}}}) == [
+        "n: expected integer, got bool"
+    ]
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def invoke(*args: str) -> Result:
+    """stdout and stderr kept apart (click 8.1 needs mix_stderr=False; 8.2 always separates)."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(cli, list(args))
+
+
+def test_cli_json_passes_and_prints_one_document(server: FakeServer) -> None:
+    result = invoke("smoke", "--endpoint", server.url, "--api-key", API_KEY, "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is True and document["failed"] == []
+    assert {c["name"] for c in document["checks"]} == set(smoke_lib.CHECK_NAMES)
+    assert result.stderr == ""
+
+
+def test_cli_exit_1_names_the_failing_check(server: FakeServer) -> None:
+    server.config.faults = {"no_auth"}
+    result = invoke("smoke", "--endpoint", server.url, "--api-key", API_KEY, "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["failed"] == ["auth"]
+
+
+def test_cli_table_output_and_key_from_file(server: FakeServer, tmp_path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    server.config.faults = {"raw_tool_json"}
+    result = invoke("smoke", "--endpoint", server.url, "--api-key-file", str(key_file))
+    assert result.exit_code == 1
+    assert "CHECK" in result.stdout and "FAILED: tool_call" in result.stdout
+
+
+def test_cli_key_from_environment(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPTOSS_SKY_API_KEY", API_KEY)
+    result = invoke("smoke", "--endpoint", server.url, "--json")
+    assert result.exit_code == 0, result.stdout
+
+
+def test_cli_never_prints_the_api_key(server: FakeServer) -> None:
+    # Failures included: the wrong-key run echoes request details in error messages.
+    for faults in (set(), {"no_auth"}, {"hang_chat"}):
+        server.config.faults = faults
+        for extra in ([], ["--json"]):
+            result = invoke(
+                "smoke", "--endpoint", server.url, "--api-key", API_KEY, "--request-timeout", "0.3", *extra
+            )
+            assert result.exit_code in (0, 1)
+            assert API_KEY not in result.stdout and API_KEY not in result.stderr
+
+
+def test_cli_needs_name_or_endpoint() -> None:
+    result = invoke("smoke")
+    assert result.exit_code == 2
+    assert "NAME or --endpoint" in result.stderr
+
+
+def test_cli_unknown_deployment_is_a_user_error() -> None:
+    result = invoke("smoke", "no-such-deployment")
+    assert result.exit_code == 2
+    assert "no-such-deployment" in result.stderr
