@@ -271,6 +271,7 @@ def connection_for(name: str, client: Any | None = None) -> Connection:
     from launcher import skyapi
 
     client = client or skyapi.SkyClient()
+    name = state.validate_name(name)
     record = state.load(name)
     return Connection(endpoint(client, name), state.read_key(record.key_path), record.served_model,
                       record.price_per_hour)

@@ -359,3 +359,23 @@ def test_lifecycle_bad_input_is_one_line_exit_2(seeded, args, needle):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert needle in result.output and "Traceback" not in result.output
+
+
+def test_up_end_to_end_through_the_cli_waits_smokes_and_never_prints_the_key(seeded, server, monkeypatch):
+    """plan -> render -> launch (fake seam) -> wait -> smoke against a real local vLLM-like server."""
+    from openai_server import API_KEY
+
+    fake = RecordingSky(server.url.removeprefix("http://"))
+    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)  # the fake server's key
+    result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "-y", "--json"])
+    assert result.exit_code == 0, result.output + result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["endpoint"] == server.url and doc["smoke"]["ok"] is True
+    assert API_KEY not in result.stdout and API_KEY not in result.stderr
+    launched = fake.calls[0][1]
+    assert launched["name"] == "gptoss-20b" and launched["config"]["envs"]["GPTOSS_IDLE_MINUTES"] == "60"
+    status = CliRunner(mix_stderr=False).invoke(cli, ["status", "--json"])
+    assert json.loads(status.stdout)[0]["name"] == "gptoss-20b"
+    down = CliRunner(mix_stderr=False).invoke(cli, ["down", "20b", "-y"])
+    assert down.exit_code == 0 and ("down", "gptoss-20b") in fake.calls and not state.exists("gptoss-20b")
