@@ -149,11 +149,13 @@ def estimate(
     max_num_seqs: int | None = None,
     vllm_version: str | None = None,
     options: Mapping[str, Any] | None = None,
+    activations_outside_budget: bool = False,
 ) -> Capacity:
     """Compute what vLLM would allocate for `model` on `count` x `gpu` with tensor parallelism = count.
 
     `options` are the engine flags a recipe would pass (snake_case); explicit keyword arguments win over
-    them, and vLLM's own defaults fill the rest.
+    them, and vLLM's own defaults fill the rest. `activations_outside_budget` models engines whose memory
+    fraction covers only weights and KV cache (SGLang's --mem-fraction-static): no residual is subtracted.
     """
     engine = catalog.engine("vllm")
     options = dict(options or {})
@@ -184,8 +186,8 @@ def estimate(
     tp = count
     kernel = engine.generations[gpu.generation]["moe_kernel"]
     weights, weights_source = weights_gib_per_gpu(model, engine, kernel, tp)
-    residual = _interpolate(rules["residual_gib"], mbt)
-    cudagraph = float(rules["cudagraph_gib"])
+    residual = 0.0 if activations_outside_budget else _interpolate(rules["residual_gib"], mbt)
+    cudagraph = 0.0 if activations_outside_budget else float(rules["cudagraph_gib"])
     kv_gib = gpu.total_gib * util - weights - residual - cudagraph
 
     block = engine.capacity["block_size"]

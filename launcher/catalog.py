@@ -111,7 +111,11 @@ class Engine:
     python: str
     port: int
     api_key_env: str
+    api_key_config: Mapping[str, str] | None
     health_path: str
+    idle_metrics: str
+    install: Mapping[str, Any]
+    command: Mapping[str, Any]
     supported_generations: tuple[str, ...]
     common_options: Mapping[str, Any]
     harmony_vocab: Mapping[str, Any]
@@ -121,6 +125,11 @@ class Engine:
     profiles: Mapping[str, Profile]
     default_profile: str
     capacity: Mapping[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def packages(self) -> list[str]:
+        return [p.format(version=self.version) for p in self.install["packages"]]
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,10 @@ def _load_engine(path: Path) -> Engine:
     raw["supported_generations"] = tuple(raw.get("supported_generations", ()))
     raw["version"] = str(raw.get("version"))
     engine = _build(Engine, raw, where)
+    for key in ("program", "model_flag", "served_name_flag", "host_flag", "port_flag", "tensor_parallel_flag",
+                "context_flag", "dummy_weights", "tool_server_flag"):
+        if key not in engine.command:
+            raise CatalogError(f"{where}: command.{key} is missing")
     if engine.default_profile not in engine.profiles:
         raise CatalogError(f"{where}: default_profile {engine.default_profile!r} is not a profile")
     return engine
@@ -249,6 +262,6 @@ def load(directory: str | None = None) -> Catalog:
     catalog = Catalog(_load_models(root / "models.yaml"), gpus, unsupported, engines)
     for engine in engines.values():
         for gpu in gpus.values():
-            if gpu.generation not in engine.generations and gpu.generation in engine.supported_generations:
+            if gpu.generation in engine.supported_generations and gpu.generation not in engine.generations:
                 raise CatalogError(f"engines/{engine.engine}.yaml: no flags for generation {gpu.generation!r}")
     return catalog

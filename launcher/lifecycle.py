@@ -20,8 +20,6 @@ from launcher.plan import Plan
 from launcher.recipes import Recipe
 
 Progress = Callable[[str], None]
-SECRET = "VLLM_API_KEY"
-PORT = 8000
 
 
 @dataclass(frozen=True)
@@ -91,25 +89,27 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
     """Launch one cluster (or service), wait until the model answers, smoke-test it."""
     config = render.render_config(catalog, deployment)
     name = deployment.name
+    secret = deployment.recipes[0].engine.api_key_env
     _check_free(client, name, deployment.service)
     key_path = state.new_key(name)
     key = state.read_key(key_path)
     record = state.Record(name=name, kind="service" if deployment.service else "cluster", model=model.name,
                           served_model=model.served_names[0], key_path=str(key_path), created=state.now(),
-                          gpus=[r.accelerator for r in deployment.recipes], config=config)
+                          gpus=[r.accelerator for r in deployment.recipes], config=config,
+                          secret_name=secret, port=deployment.recipes[0].engine.port)
     state.save(record)  # before launching: a crash or Ctrl-C still leaves a record `down` can use
     envs = {"GPTOSS_IDLE_MINUTES": str(deployment.idle_minutes)}
     try:
         if deployment.service:
             progress(f"Starting service {name} (replicas provision, install vLLM, download weights)...")
-            endpoint = normalize_endpoint(client.serve_up(config, name, secrets={SECRET: key}, envs=envs))
+            endpoint = normalize_endpoint(client.serve_up(config, name, secrets={secret: key}, envs=envs))
             _wait_service_ready(client, name, progress, ready_timeout)
         else:
             progress(f"Launching cluster {name}: provisioning, setup (vLLM, weights), then the server...")
             idle = deployment.idle_minutes
-            client.launch(config, name, secrets={SECRET: key}, envs=envs,
+            client.launch(config, name, secrets={secret: key}, envs=envs,
                           idle_minutes=1 if idle else None, down=bool(idle))
-            endpoint = normalize_endpoint(client.endpoint(name, PORT))
+            endpoint = normalize_endpoint(client.endpoint(name, record.port))
         progress(f"Waiting for {endpoint} to load the model and answer...")
         wait_until_answering(endpoint, key, model.served_names[0], ready_timeout, progress)
     except (GptossSkyError, KeyboardInterrupt) as exc:
@@ -201,8 +201,8 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
     key = state.read_key(record.key_path)
     from launcher import skyapi
 
-    skyapi.task_from_config(config, secrets={SECRET: key})  # reject a bad policy before calling out
-    client.serve_update(config, name, secrets={SECRET: key}, envs={})
+    skyapi.task_from_config(config, secrets={record.secret_name: key})  # reject a bad policy before calling out
+    client.serve_update(config, name, secrets={record.secret_name: key}, envs={})
     state.save(replace(record, config=config))
     return {"name": name, "replica_policy": policy}
 
@@ -263,7 +263,7 @@ def endpoint(client: Any, name: str) -> str:
             raise SkyError(f"service {name} has no endpoint yet (status: "
                            f"{services[0]['status'] if services else 'gone'})")
         return normalize_endpoint(services[0]["endpoint"])
-    return normalize_endpoint(client.endpoint(name, PORT))
+    return normalize_endpoint(client.endpoint(name, record.port))
 
 
 def connection_for(name: str, client: Any | None = None) -> Connection:

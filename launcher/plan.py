@@ -96,48 +96,59 @@ def _rows(gpus: Sequence[Gpu], clouds: Sequence[str]) -> tuple[list[dict], list[
 
 
 def candidate_recipes(catalog: Catalog, model: Model, gpu_specs: Sequence[tuple[Gpu, int | None]],
-                      profile: str | None, context: int | None, dummy_weights: bool = False) -> list[Recipe]:
+                      profile: str | None, context: int | None, dummy_weights: bool = False,
+                      engine_name: str = "vllm", tool_server: str | None = None) -> list[Recipe]:
     """The recipes a plan prices: the asked GPUs (or all), at the asked count or the profile's count."""
-    engine = catalog.engine("vllm")
+    engine = catalog.engine(engine_name)
     profile = profile or engine.default_profile
     out: list[Recipe] = []
     reasons: list[str] = []
     specs = gpu_specs or [(g, None) for g in catalog.gpus.values()
                           if g.generation in engine.supported_generations]
     for gpu, count in specs:
-        counts = [count] if count else _profile_counts(catalog, model, gpu, profile, context)
+        try:
+            counts = [count] if count else _profile_counts(catalog, model, gpu, profile, context, engine_name)
+        except NoFitError as exc:
+            reasons.append(str(exc))
+            continue
         for n in counts:
             try:
-                out.append(recipes_mod.build(catalog, model, gpu, n, profile=profile, context=context,
-                                             dummy_weights=dummy_weights))
+                out.append(recipes_mod.build(catalog, model, gpu, n, engine=engine_name, profile=profile,
+                                             context=context, dummy_weights=dummy_weights,
+                                             tool_server=tool_server))
             except NoFitError as exc:
                 reasons.append(str(exc))
     if not out:
-        detail = reasons[0] if len(reasons) == 1 else f"{len(reasons)} GPU choices checked; e.g. {reasons[0]}" \
-            if reasons else "no GPU choice"
+        detail = reasons[0] if len(reasons) == 1 else f"{len(reasons)} GPU choices checked, e.g. {reasons[0]}"
         raise NoFitError(f"no GPU fits {model.name}" + (f" at context {context}" if context else "") + f": {detail}")
     return out
 
 
-def _profile_counts(catalog: Catalog, model: Model, gpu: Gpu, profile: str, context: int | None) -> list[int]:
-    multiplier = catalog.engine("vllm").profiles[profile].gpu_multiplier
+def _profile_counts(catalog: Catalog, model: Model, gpu: Gpu, profile: str, context: int | None,
+                    engine_name: str) -> list[int]:
+    """[the profile's GPU count] for the smallest fit; NoFitError (with the last reason) if none fits."""
+    multiplier = catalog.engine(engine_name).profiles[profile].gpu_multiplier
+    last: NoFitError | None = None
     for count in (1, 2, 4, 8):
         try:
-            recipes_mod.build(catalog, model, gpu, count, profile=profile, context=context)
-        except NoFitError:
+            recipes_mod.build(catalog, model, gpu, count, engine=engine_name, profile=profile, context=context)
+        except NoFitError as exc:
+            last = exc
             continue
         wanted = count * multiplier
-        return [wanted] if wanted <= 8 else []
-    return []
+        if wanted > 8:
+            raise NoFitError(f"{model.name} on {gpu.name}: the {profile} profile needs {wanted} GPUs (max 8)")
+        return [wanted]
+    raise last or NoFitError(f"{model.name} does not fit on {gpu.name}")
 
 
 def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int | None]] = (),
           clouds: Sequence[str] | None = None, infra: str | None = None, spot: bool = False,
           context: int | None = None, profile: str | None = None, optimize: str = "cost",
-          dummy_weights: bool = False) -> Plan:
+          dummy_weights: bool = False, engine: str = "vllm", tool_server: str | None = None) -> Plan:
     if optimize not in OBJECTIVES:
         raise UserError(f"unknown objective {optimize!r}; choose one of: {', '.join(OBJECTIVES)}")
-    recipes = candidate_recipes(catalog, model, gpu_specs, profile, context, dummy_weights)
+    recipes = candidate_recipes(catalog, model, gpu_specs, profile, context, dummy_weights, engine, tool_server)
     cloud_list, notes = resolve_clouds(clouds, infra)
     region = infra.split("/")[1] if infra and "/" in infra else None
     rows, price_notes = _rows([r.gpu for r in recipes], cloud_list)

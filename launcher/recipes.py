@@ -29,42 +29,53 @@ class Recipe:
     model: Model
     gpu: Gpu
     count: int
+    engine: Engine
     profile: str
     max_model_len: int
     options: Mapping[str, Any]  # engine flags, snake_case, in emission order
     env: Mapping[str, str]
     capacity: capacity.Capacity
     dummy_weights: bool = False
-    notes: tuple[str, ...] = field(default=())
+    tool_server: str | None = None
 
     @property
     def slug(self) -> str:
-        """File stem: 20b-l4, 120b-h100-x2."""
+        """File stem: 20b-l4, 120b-h100-x2, 120b-h100-sglang."""
         suffix = f"-x{self.count}" if self.count > 1 else ""
-        return f"{self.model.short}-{self.gpu.slug}{suffix}"
+        engine = "" if self.engine.engine == "vllm" else f"-{self.engine.engine}"
+        return f"{self.model.short}-{self.gpu.slug}{suffix}{engine}"
 
     @property
     def accelerator(self) -> str:
         return f"{self.gpu.name}:{self.count}"
 
     def engine_argv(self, tp: str | int = TP_PLACEHOLDER) -> list[str]:
-        """`vllm serve ...` as a list of words; `tp` defaults to the SkyPilot variable."""
-        m = self.model
-        argv = ["vllm", "serve", m.hf_repo]
+        """The engine's command line as a list of words, spelled as catalogs/engines/<engine>.yaml says."""
+        m, spec = self.model, self.engine.command
+        argv = list(spec["program"])
+        argv += [spec["model_flag"], m.hf_repo] if spec["model_flag"] else [m.hf_repo]
         if not self.dummy_weights:
-            argv += ["--revision", m.revision]
-        argv += ["--served-model-name", *m.served_names]
-        argv += ["--host", "0.0.0.0", "--port", "8000", "--tensor-parallel-size", str(tp)]
-        argv += ["--max-model-len", str(self.max_model_len)]
+            argv += [spec["revision_flag"], m.revision]
+        names = list(m.served_names) if spec.get("served_names_multiple") else [m.served_names[0]]
+        argv += [spec["served_name_flag"], *names]
+        argv += [spec["host_flag"], "0.0.0.0", spec["port_flag"], str(self.engine.port)]
+        argv += [spec["tensor_parallel_flag"], str(tp), spec["context_flag"], str(self.max_model_len)]
         if self.dummy_weights:
-            argv += ["--load-format", "dummy"]
+            argv += list(spec["dummy_weights"])
+        if self.tool_server:
+            argv += [spec["tool_server_flag"], self.tool_server]
         argv += options_to_argv(self.options)
+        auth = self.engine.api_key_config
+        if auth:  # engines that take the key only from argv or a config file read it from a 0600 file
+            argv += [auth["flag"], auth["path"]]
         return argv
 
     def engine_command(self, tp: str | int = TP_PLACEHOLDER) -> str:
         """The command line, shell-quoted, with `$SKYPILOT_NUM_GPUS_PER_NODE` left for the shell."""
         words = self.engine_argv(tp)
-        return " ".join(w if w == TP_PLACEHOLDER else shlex.quote(w) for w in words)
+        auth = self.engine.api_key_config
+        unquoted = {TP_PLACEHOLDER, auth["path"] if auth else TP_PLACEHOLDER}
+        return " ".join(w if w in unquoted else shlex.quote(w) for w in words)
 
 
 def options_to_argv(options: Mapping[str, Any]) -> list[str]:
@@ -87,6 +98,9 @@ def engine_options(engine: Engine, model: Model, gpu: Gpu, count: int, profile: 
     """(flags, env) for one deployment: common, then generation, then overrides, then profile."""
     if profile not in engine.profiles:
         raise UserError(f"unknown profile {profile!r}; choose one of: {', '.join(engine.profiles)}")
+    if gpu.generation not in engine.supported_generations:
+        raise NoFitError(f"{engine.engine} does not serve gpt-oss on {gpu.name} ({gpu.generation}); it supports "
+                         f"{', '.join(engine.supported_generations)} GPUs")
     generation = engine.generations[gpu.generation]
     options: dict[str, Any] = {**engine.common_options, **generation["options"]}
     for override in engine.overrides:
@@ -102,29 +116,47 @@ def build(
     gpu: Gpu,
     count: int,
     *,
+    engine: str = "vllm",
     profile: str | None = None,
     context: int | None = None,
     dummy_weights: bool = False,
+    tool_server: str | None = None,
     extra_options: Mapping[str, Any] | None = None,
 ) -> Recipe:
-    """The recipe for exactly this GPU and count. Raises NoFitError when vLLM would refuse to start."""
-    engine = catalog.engine("vllm")
-    profile = profile or engine.default_profile
-    options, env = engine_options(engine, model, gpu, count, profile)
+    """The recipe for exactly this GPU and count. Raises NoFitError when the engine would refuse to start."""
+    eng = catalog.engine(engine)
+    profile = profile or eng.default_profile
+    options, env = engine_options(eng, model, gpu, count, profile)
     options.update(extra_options or {})
+    sizing = vllm_equivalent_options(eng, options)
+    outside = bool(eng.capacity.get("activations_outside_budget", False))
     if context is not None:
-        cap = capacity.estimate(catalog, model, gpu, count, context=context, options=options)
+        cap = capacity.estimate(catalog, model, gpu, count, context=context, options=sizing,
+                                activations_outside_budget=outside)
         if not cap.fits:
             raise NoFitError(f"{model.name} on {gpu.name}:{count} at context {context} does not fit: {cap.reason}")
     else:
-        cap = _default_context(catalog, model, gpu, count, options)
-    return Recipe(model, gpu, count, profile, cap.max_model_len, options, env, cap, dummy_weights)
+        cap = _default_context(catalog, model, gpu, count, sizing, outside)
+    return Recipe(model, gpu, count, eng, profile, cap.max_model_len, options, env, cap, dummy_weights,
+                  tool_server)
 
 
-def _default_context(catalog: Catalog, model: Model, gpu: Gpu, count: int, options: Mapping[str, Any]):
+def vllm_equivalent_options(engine: Engine, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The planner's arithmetic is vLLM's: translate another engine's memory flags into vLLM's terms
+    (engines/<engine>.yaml `capacity.as_vllm`), so its fit is estimated on the same memory budget."""
+    if engine.engine == "vllm":
+        return dict(options)
+    mapping = engine.capacity.get("as_vllm", {})
+    values = engine.capacity.get("value_map", {})
+    return {mapping[k]: values.get(v, v) for k, v in options.items() if k in mapping}
+
+
+def _default_context(catalog: Catalog, model: Model, gpu: Gpu, count: int, options: Mapping[str, Any],
+                     activations_outside_budget: bool = False):
     last = None
     for context in CONTEXT_STEPS:
-        last = capacity.estimate(catalog, model, gpu, count, context=context, options=options)
+        last = capacity.estimate(catalog, model, gpu, count, context=context, options=options,
+                                 activations_outside_budget=activations_outside_budget)
         if last.fits and last.max_concurrency >= MIN_CONCURRENCY:
             return last
     assert last is not None
@@ -135,50 +167,51 @@ def _default_context(catalog: Catalog, model: Model, gpu: Gpu, count: int, optio
     )
 
 
-def smallest_fit(catalog: Catalog, model: Model, gpu: Gpu, profile: str | None = None) -> int | None:
+def smallest_fit(catalog: Catalog, model: Model, gpu: Gpu, profile: str | None = None,
+                 engine: str = "vllm") -> int | None:
     """The fewest GPUs of this kind that make a recipe, or None."""
     for count in capacity.VALID_TP:
         try:
-            build(catalog, model, gpu, count, profile=profile)
+            build(catalog, model, gpu, count, engine=engine, profile=profile)
             return count
         except NoFitError:
             continue
     return None
 
 
-def shipped(catalog: Catalog, model: Model, profile: str | None = None) -> list[Recipe]:
+def shipped(catalog: Catalog, model: Model, engine: str = "vllm") -> list[Recipe]:
     """Every recipe with a committed file: per supported GPU, the smallest fit and twice it."""
-    engine = catalog.engine("vllm")
+    eng = catalog.engine(engine)
     out = []
     for gpu in catalog.gpus.values():
-        if gpu.generation not in engine.supported_generations:
+        if gpu.generation not in eng.supported_generations:
             continue
-        smallest = smallest_fit(catalog, model, gpu, profile)
+        smallest = smallest_fit(catalog, model, gpu, engine=engine)
         if smallest is None:
             continue
         for count in (smallest, smallest * 2):
             if count in capacity.VALID_TP:
                 try:
-                    out.append(build(catalog, model, gpu, count, profile=profile))
+                    out.append(build(catalog, model, gpu, count, engine=engine))
                 except NoFitError:
                     pass
     return out
 
 
-def candidates(catalog: Catalog, model: Model, profile: str | None = None) -> list[Recipe]:
+def candidates(catalog: Catalog, model: Model, profile: str | None = None, engine: str = "vllm") -> list[Recipe]:
     """One recipe per GPU kind at the profile's GPU count: what `up` offers the optimizer."""
-    engine = catalog.engine("vllm")
-    profile = profile or engine.default_profile
-    multiplier = engine.profiles[profile].gpu_multiplier
+    eng = catalog.engine(engine)
+    profile = profile or eng.default_profile
+    multiplier = eng.profiles[profile].gpu_multiplier
     out = []
     for gpu in catalog.gpus.values():
-        if gpu.generation not in engine.supported_generations:
+        if gpu.generation not in eng.supported_generations:
             continue
-        smallest = smallest_fit(catalog, model, gpu, profile)
+        smallest = smallest_fit(catalog, model, gpu, profile, engine=engine)
         if smallest is None or smallest * multiplier not in capacity.VALID_TP:
             continue
         try:
-            out.append(build(catalog, model, gpu, smallest * multiplier, profile=profile))
+            out.append(build(catalog, model, gpu, smallest * multiplier, engine=engine, profile=profile))
         except NoFitError:
             pass
     return out

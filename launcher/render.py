@@ -69,16 +69,19 @@ def _resources(recipes: Sequence[Recipe]) -> tuple[dict | None, list | None]:
 
 
 def render_text(catalog: Catalog, deployment: Deployment) -> str:
-    engine = catalog.engine("vllm")
     if not deployment.recipes:
         raise RenderError(f"{deployment.name}: no GPU recipe to render")
     if len({r.model.name for r in deployment.recipes}) != 1:
         raise RenderError(f"{deployment.name}: recipes for more than one model")
+    if len({r.engine.engine for r in deployment.recipes}) != 1:
+        raise RenderError(f"{deployment.name}: recipes for more than one engine")
+    engine = deployment.recipes[0].engine
     model = deployment.model
     dummy = any(r.dummy_weights for r in deployment.recipes)
     accelerator_set, any_of = _resources(deployment.recipes)
+    tool_server = deployment.recipes[0].tool_server
     context = dict(
-        engine=engine, model=model, image=deployment.image, dummy_weights=dummy,
+        engine=engine, model=model, image=deployment.image, dummy_weights=dummy, tool_server=tool_server,
         recipes=_sort_for_case(deployment.recipes),
     )
     try:
@@ -114,47 +117,50 @@ def engine_commands(deployment: Deployment) -> list[tuple[Recipe, str]]:
 
 # --- the committed files ------------------------------------------------------------------------
 
-def _usage(kind: str, path: str, name: str, port: int) -> tuple[str, ...]:
-    key = "export VLLM_API_KEY=$(openssl rand -hex 32)"
+def _usage(kind: str, path: str, name: str, port: int, secret: str) -> tuple[str, ...]:
+    key = f"export {secret}=$(openssl rand -hex 32)"
     if kind == "service":
         return (
-            f"Serve:  {key}; sky serve up -n {name} {path} --secret VLLM_API_KEY",
-            f"Query:  curl $(sky serve status --endpoint {name})/v1/models -H \"Authorization: Bearer $VLLM_API_KEY\"",
+            f"Serve:  {key}; sky serve up -n {name} {path} --secret {secret}",
+            f"Query:  curl $(sky serve status --endpoint {name})/v1/models -H \"Authorization: Bearer ${secret}\"",
         )
     return (
-        f"Launch: {key}; sky launch -c {name} {path} --secret VLLM_API_KEY",
-        f"Query:  curl http://$(sky status --endpoint {port} {name})/v1/models -H \"Authorization: Bearer $VLLM_API_KEY\"",
+        f"Launch: {key}; sky launch -c {name} {path} --secret {secret}",
+        f"Query:  curl http://$(sky status --endpoint {port} {name})/v1/models -H \"Authorization: Bearer ${secret}\"",
         "Idle shutdown: add --env GPTOSS_IDLE_MINUTES=60 -i 1 --down (the server exits after 60 idle minutes).",
     )
 
 
 def committed_deployments(catalog: Catalog) -> dict[str, Deployment]:
-    """Relative path -> Deployment for every file under tasks/ and services/."""
-    port = catalog.engine("vllm").port
+    """Relative path -> Deployment for every file under tasks/ and services/, for every engine."""
     out: dict[str, Deployment] = {}
-    for model in catalog.models.values():
-        shipped = recipes_mod.shipped(catalog, model)
-        groups = [(r.slug, (r,), f"{model.name} on {r.count}x {r.gpu.name}: max_model_len "
-                   f"{r.max_model_len}, {r.capacity.concurrency_text} full-length requests predicted")
-                  for r in shipped]
-        any_fit = tuple(recipes_mod.candidates(catalog, model))
-        gpus = ", ".join(r.accelerator for r in any_fit)
-        groups.append((f"{model.short}-any", any_fit,
-                       f"{model.name} on the cheapest available of: {gpus} (SkyPilot's optimizer picks and fails over)"))
-        for slug, recipes, title in groups:
-            for kind, folder in (("task", "tasks"), ("service", "services")):
-                path = f"{folder}/{slug}.sky.yaml"
-                name = f"gptoss-{slug}"
-                out[path] = Deployment(
-                    name=name, recipes=recipes, service=kind == "service", title=title,
-                    usage=_usage(kind, path, name, port),
-                    replicas=None if kind == "service" else 1,
-                    min_replicas=1 if kind == "service" else None,
-                    max_replicas=3 if kind == "service" else None,
-                    target_qps=min(throughput.target_qps_per_replica(
-                        catalog, r.model.name, r.gpu.name, r.count) for r in recipes)
-                    if kind == "service" else None,
-                )
+    for engine in catalog.engines.values():
+        suffix = "" if engine.engine == "vllm" else f"-{engine.engine}"
+        for model in catalog.models.values():
+            shipped = recipes_mod.shipped(catalog, model, engine=engine.engine)
+            groups = [(r.slug, (r,), f"{model.name} on {r.count}x {r.gpu.name} with {engine.engine} "
+                       f"{engine.version}: max_model_len {r.max_model_len}, {r.capacity.concurrency_text} "
+                       "full-length requests predicted") for r in shipped]
+            any_fit = tuple(recipes_mod.candidates(catalog, model, engine=engine.engine))
+            if any_fit:
+                gpus = ", ".join(r.accelerator for r in any_fit)
+                groups.append((f"{model.short}-any{suffix}", any_fit,
+                               f"{model.name} with {engine.engine} {engine.version} on the cheapest available of: "
+                               f"{gpus} (SkyPilot's optimizer picks and fails over)"))
+            for slug, recipes, title in groups:
+                for kind, folder in (("task", "tasks"), ("service", "services")):
+                    path = f"{folder}/{slug}.sky.yaml"
+                    name = f"gptoss-{slug}"
+                    out[path] = Deployment(
+                        name=name, recipes=recipes, service=kind == "service", title=title,
+                        usage=_usage(kind, path, name, engine.port, engine.api_key_env),
+                        replicas=None if kind == "service" else 1,
+                        min_replicas=1 if kind == "service" else None,
+                        max_replicas=3 if kind == "service" else None,
+                        target_qps=min(throughput.target_qps_per_replica(
+                            catalog, r.model.name, r.gpu.name, r.count) for r in recipes)
+                        if kind == "service" else None,
+                    )
     return out
 
 

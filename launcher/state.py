@@ -42,6 +42,8 @@ class Record:
     config: dict[str, Any] = field(default_factory=dict)  # the launched YAML, no secrets in it
     price_per_hour: float | None = None
     state: str = "launching"  # launching | up | failed
+    secret_name: str = "VLLM_API_KEY"  # the SkyPilot secret that carries the key (per engine)
+    port: int = 8000
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":

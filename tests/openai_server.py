@@ -50,8 +50,10 @@ class FakeConfig:
     ttft_s: float = 0.0  # /v1/completions: delay before the first token
     itl_s: float = 0.0  # /v1/completions: delay between tokens
     completions_seen: int = 0
+    flavor: str = "vllm"  # "sglang": SGLang's OpenAI server (reasoning_content, owned_by sglang)
 
     def reset(self) -> None:
+        self.flavor = "vllm"
         self.faults = set()
         self.loading_503s = 0
         self.ttft_s = 0.0
@@ -85,12 +87,13 @@ def build_app(config: FakeConfig) -> Starlette:
         if "non_json_models" in config.faults:
             return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
         model_id = "some/other-model" if "wrong_model" in config.faults else MODEL
-        return JSONResponse({"object": "list", "data": [{"id": model_id, "object": "model"}]})
+        return JSONResponse({"object": "list", "data": [{"id": model_id, "object": "model",
+                                                          "owned_by": config.flavor}]})
 
     def reasoning_fields(text: str) -> dict[str, str]:
         if "no_reasoning" in config.faults:
             return {}
-        if "old_reasoning_field" in config.faults:
+        if "old_reasoning_field" in config.faults or config.flavor == "sglang":
             return {"reasoning_content": text}
         return {"reasoning": text}
 

@@ -27,19 +27,36 @@ def test_at_least_six_files_per_model_and_kind():
 @pytest.mark.parametrize("path", COMMITTED)
 def test_committed_yaml_is_valid_for_skypilot(path):
     config = yaml.safe_load((ROOT / path).read_text())
-    task = skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})
+    secret = "SGLANG_API_KEY" if "sglang" in path else "VLLM_API_KEY"
+    assert config["secrets"] == {secret: None}
+    task = skyapi.task_from_config(config, secrets={secret: "k"})
     assert "infra" not in str(config["resources"])
-    assert config["secrets"] == {"VLLM_API_KEY": None}
-    assert "--api-key" not in config["run"]  # the key travels only through the environment
+    assert "--api-key" not in config["run"]  # never on a command line: environment, or a 0600 file
     if path.startswith("services/"):
         probe = config["service"]["readiness_probe"]
         assert probe["path"] not in ("", "/")
-        assert probe["headers"]["Authorization"] == "Bearer $VLLM_API_KEY"
+        assert probe["headers"]["Authorization"] == f"Bearer ${secret}"
         assert task.service.readiness_path == "/v1/chat/completions"
         # SkyPilot substituted the secret into the probe header at parse time.
         assert task.service.readiness_headers["Authorization"] == "Bearer k"
     else:
         assert task.service is None
+
+
+def test_sglang_files_cover_hopper_and_blackwell_only_and_keep_the_key_off_argv():
+    sglang = [p for p in COMMITTED if "sglang" in p]
+    assert len([p for p in sglang if p.startswith("tasks/20b-")]) >= 3
+    assert len([p for p in sglang if p.startswith("services/120b-")]) >= 3
+    assert all(any(g in p for g in ("-h100", "-h200", "-b200", "-any")) for p in sglang)
+    run = yaml.safe_load((ROOT / "tasks/120b-h200-sglang.sky.yaml").read_text())["run"]
+    assert "umask 077; printf 'api_key: \"%s\"\\n' \"$SGLANG_API_KEY\"" in run
+    assert "--config $HOME/gptoss-sky/sglang-auth.yaml" in run
+    assert "--kv-cache-dtype fp8_e4m3" in run and "--tool-call-parser gpt-oss" in run
+
+
+def test_sglang_refuses_gpus_its_recipe_does_not_cover():
+    result = CliRunner().invoke(cli, ["plan", "20b", "--engine", "sglang", "--gpu", "L4", "--clouds", "aws"])
+    assert result.exit_code == 2 and "sglang does not serve gpt-oss on L4" in result.output
 
 
 def test_committed_files_are_up_to_date():
@@ -68,7 +85,8 @@ def test_engine_commands_cover_every_file_and_gpu_choice():
     headers = [l for l in lines if l.startswith("# ")]
     commands = [l for l in lines if not l.startswith("# ")]
     assert len(headers) == len(commands)
-    assert all(c.startswith("vllm serve openai/gpt-oss-") for c in commands)
+    assert all(c.startswith(("vllm serve openai/gpt-oss-", "python -m sglang.launch_server --model-path openai/"))
+               for c in commands)
     assert {h.split()[1] for h in headers} == set(COMMITTED)
     any_120b = [h for h in headers if h.startswith("# tasks/120b-any.sky.yaml")]
     assert len(any_120b) >= 6  # one command per GPU the optimizer may pick

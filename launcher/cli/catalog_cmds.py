@@ -79,12 +79,16 @@ def _print_capacity(cap: capacity_mod.Capacity) -> None:
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Repository root holding tasks/ and services/.")
 @click.option("--no-validate", is_flag=True, help="Skip SkyPilot's schema check (faster).")
-def render(check, engine_commands, root, no_validate):
+@click.option("--engine", type=click.Choice(["vllm", "sglang"]),
+              help="With --engine-commands: only this engine's commands (one parser checks one engine).")
+def render(check, engine_commands, root, no_validate, engine):
     """Regenerate tasks/ and services/ from catalogs/ and the templates."""
     catalog = catalog_mod.load()
     deployments = render_mod.committed_deployments(catalog)
     if engine_commands:
         for path, deployment in deployments.items():
+            if engine and deployment.recipes[0].engine.engine != engine:
+                continue
             for recipe, command in render_mod.engine_commands(deployment):
                 click.echo(f"# {path} on {recipe.accelerator}")
                 click.echo(command)
@@ -96,7 +100,8 @@ def render(check, engine_commands, root, no_validate):
         for path, text in rendered.items():
             import yaml
 
-            skyapi.task_from_config(yaml.safe_load(text), secrets={"VLLM_API_KEY": "validation-only"})
+            config = yaml.safe_load(text)
+            skyapi.task_from_config(config, secrets={name: "validation-only" for name in config["secrets"]})
     if check:
         stale = render_mod.stale_files(root, rendered)
         if stale:

@@ -12,6 +12,18 @@ from launcher.cli._common import json_option, parse_gpu_spec, positive_int, prin
 from launcher.errors import UserError
 
 
+def _tool_server(ctx, param, value):
+    """`demo`, or a comma-separated list of HOST:PORT MCP tool servers."""
+    import re
+
+    if value is None or value == "demo":
+        return value
+    parts = value.split(",")
+    if not all(re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", p) for p in parts):
+        raise click.BadParameter(f"{value!r}: use 'demo' or HOST:PORT[,HOST:PORT...]")
+    return value
+
+
 def plan_options(func):
     """Options shared by plan, up and serve (llm-style reusable option bundle)."""
     options = [
@@ -25,6 +37,11 @@ def plan_options(func):
                      show_default=True, help="Engine tuning profile."),
         click.option("--optimize", type=click.Choice(plan_mod.OBJECTIVES), default="cost", show_default=True,
                      help="Rank by $/hour (what SkyPilot's optimizer launches) or by $ per 1M output tokens."),
+        click.option("--engine", type=click.Choice(["vllm", "sglang"]), default="vllm", show_default=True,
+                     help="Serving engine."),
+        click.option("--tool-server", metavar="demo|HOST:PORT,...", callback=_tool_server,
+                     help="Built-in tools (browser, python) on /v1/responses. The python tool runs model-written "
+                          "code: use a sandboxed tool server in production."),
         click.option("--dummy-weights", is_flag=True,
                      help="Random weights of the real shapes (--load-format dummy): probe fit and speed, no download."),
     ]
@@ -33,14 +50,15 @@ def plan_options(func):
     return func
 
 
-def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights):
+def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights):
     catalog = catalog_mod.load()
     m = catalog.model(model)
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
     cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds else None
     with stderr.status("Pricing offers with SkyPilot's catalog..."):
         result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
-                                context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights)
+                                context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights,
+                                engine=engine, tool_server=tool_server)
     return catalog, m, result
 
 
@@ -67,9 +85,11 @@ def _print_plan(result, top):
 @plan_options
 @click.option("--top", type=int, default=15, show_default=True, callback=positive_int, help="Rows to show.")
 @json_option
-def plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, top, json_):
+def plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights, top,
+         json_):
     """Price every GPU offer that fits MODEL, best first."""
-    _, _, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights)
+    _, _, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server,
+                         dummy_weights)
     if json_:
         print_json([o.to_dict() for o in result.offers[:top]])
         return 0
@@ -79,9 +99,10 @@ def plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_wei
     return 0
 
 
-def _launch_common(kind, model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, name,
-                   image, dryrun, yes, json_, no_smoke=False, **service):
-    catalog, m, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights)
+def _launch_common(kind, model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server,
+                   dummy_weights, name, image, dryrun, yes, json_, no_smoke=False, **service):
+    catalog, m, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server,
+                               dummy_weights)
     recipes = lifecycle.choose_recipes(result, top_kinds=3 if optimize == "cost-per-token" else None)
     full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
     deployment = lifecycle.deployment_for(full_name, recipes, service=kind == "service", image=image, spot=spot,
@@ -89,7 +110,7 @@ def _launch_common(kind, model, gpus, clouds, infra, spot, context, profile, opt
     text = render.render_text(catalog, deployment)
     from launcher import skyapi
 
-    skyapi.task_from_config(yaml.safe_load(text), secrets={lifecycle.SECRET: "dry-run-placeholder"})
+    skyapi.task_from_config(yaml.safe_load(text), secrets={recipes[0].engine.api_key_env: "dry-run-placeholder"})
     if not json_:
         _print_plan(result, 8)
         stderr.print(f"[bold]{full_name}[/]: {m.name} on the cheapest available of "
@@ -162,10 +183,11 @@ def _print_ready(outcome):
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers.")
 @json_option
-def up(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, name, idle_minutes,
-       no_autostop, image, dryrun, yes, no_smoke, json_):
+def up(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights, name,
+       idle_minutes, no_autostop, image, dryrun, yes, no_smoke, json_):
     """Launch MODEL on the cheapest available GPU that fits, wait until it answers, smoke-test it."""
-    return _launch_common("cluster", model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights,
+    return _launch_common("cluster", model, gpus, clouds, infra, spot, context, profile, optimize, engine,
+                          tool_server, dummy_weights,
                           name, image, dryrun, yes, json_, idle_minutes=0 if no_autostop else idle_minutes,
                           no_smoke=no_smoke)
 
@@ -183,8 +205,8 @@ def up(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weigh
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the service is READY.")
 @json_option
-def serve(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights, name, replicas,
-          min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke, json_):
+def serve(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights, name,
+          replicas, min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke, json_):
     """Serve MODEL as a SkyServe service: replicas, autoscaling, spot with on-demand fallback."""
     if replicas is not None and (min_replicas is not None or max_replicas is not None):
         raise UserError("give either --replicas or --min-replicas/--max-replicas, not both")
@@ -196,7 +218,8 @@ def serve(model, gpus, clouds, infra, spot, context, profile, optimize, dummy_we
         raise UserError("--ondemand-fallback only applies with --spot")
     if target_qps is not None and target_qps <= 0:
         raise UserError(f"--target-qps must be positive, got {target_qps}")
-    return _launch_common("service", model, gpus, clouds, infra, spot, context, profile, optimize, dummy_weights,
+    return _launch_common("service", model, gpus, clouds, infra, spot, context, profile, optimize, engine,
+                          tool_server, dummy_weights,
                           name, image, dryrun, yes, json_, replicas=replicas, min_replicas=min_replicas,
                           max_replicas=max_replicas, target_qps=target_qps, ondemand_fallback=ondemand_fallback,
                           no_smoke=no_smoke)

@@ -1,0 +1,68 @@
+"""The SGLang engine: plan/render choose it with one flag, its YAMLs are valid, smoke runs unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from click.testing import CliRunner
+
+from launcher import capacity, catalog, recipes, render, skyapi
+from launcher.cli import cli
+
+
+def test_smoke_runs_unchanged_against_an_sglang_like_server(server):
+    from openai_server import API_KEY
+
+    server.config.flavor = "sglang"
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["smoke", "--endpoint", server.url, "--api-key", API_KEY, "--json", "--timeout", "10"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["failed"] == []
+
+
+def test_engine_flag_switches_the_whole_deployment():
+    cat = catalog.load()
+    vllm = recipes.build(cat, cat.model("120b"), cat.gpu("H200"), 1)
+    sglang = recipes.build(cat, cat.model("120b"), cat.gpu("H200"), 1, engine="sglang")
+    assert vllm.engine_argv()[:2] == ["vllm", "serve"]
+    argv = sglang.engine_argv()
+    assert argv[:3] == ["python", "-m", "sglang.launch_server"]
+    assert argv[argv.index("--tp-size") + 1] == "$SKYPILOT_NUM_GPUS_PER_NODE"
+    assert argv[argv.index("--max-running-requests") + 1] == argv[argv.index("--cuda-graph-max-bs") + 1]
+    config = render.render_config(cat, render.Deployment(name="gptoss-x", recipes=(sglang,), service=True))
+    assert config["secrets"] == {"SGLANG_API_KEY": None}
+    assert "uv pip install" in config["setup"] and '"sglang==0.5.23"' in config["setup"]
+    task = skyapi.task_from_config(config, secrets={"SGLANG_API_KEY": "k"})
+    assert task.service.readiness_headers["Authorization"] == "Bearer k"
+
+
+def test_latency_profile_uses_twice_the_gpus_and_a_small_batch():
+    cat = catalog.load()
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["serve", "120b", "--engine", "sglang", "--profile", "latency", "--gpu", "H200:2", "--clouds", "shadeform",
+              "--dryrun", "-y"])
+    assert result.exit_code == 0, result.stderr
+    run = yaml.safe_load(result.stdout)["run"]
+    assert "--max-running-requests 16" in run and "--stream-interval 1" in run
+
+
+def test_sglang_capacity_is_vllm_arithmetic_on_its_memory_fraction():
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("120b"), cat.gpu("H100"), 1, engine="sglang", context=32768)
+    # mem-fraction-static 0.9 and fp8 KV, with no activation reserve inside the fraction
+    same = capacity.estimate(cat, cat.model("120b"), cat.gpu("H100"), 1, context=32768,
+                             gpu_memory_utilization=0.9, kv_cache_dtype="fp8", activations_outside_budget=True)
+    assert recipe.capacity.kv_cache_blocks == same.kv_cache_blocks
+    assert recipe.capacity.kv_cache_gib_per_gpu == round(79.19 * 0.9 - 64.38, 3)
+
+
+def test_tool_server_flag_reaches_both_engines_and_demo_installs_gpt_oss():
+    cat = catalog.load()
+    for engine in ("vllm", "sglang"):
+        recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H100"), 1, engine=engine, tool_server="demo")
+        argv = recipe.engine_argv()
+        assert argv[argv.index("--tool-server") + 1] == "demo"
+        config = render.render_config(cat, render.Deployment(name="gptoss-t", recipes=(recipe,)))
+        assert "gpt-oss" in config["setup"] and "runs model-written code" in config["setup"]
