@@ -56,6 +56,7 @@ class Plan:
     clouds: tuple[str, ...]
     notes: tuple[str, ...]
     objective: str
+    no_cloud_enabled: bool = False  # priced every catalog cloud because SkyPilot has none enabled
 
 
 def resolve_clouds(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[str], list[str]]:
@@ -184,4 +185,6 @@ def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int 
             return (per_token if per_token is not None else float("inf"), o.price_per_hour, o.cloud,
                     o.region, o.instance_type)
     offers = tuple(sorted(best.values(), key=order))
-    return Plan(model.name, offers, tuple(recipes), tuple(cloud_list), tuple(notes + price_notes), optimize)
+    no_cloud = any(n.startswith("no cloud is enabled") for n in notes)
+    return Plan(model.name, offers, tuple(recipes), tuple(cloud_list), tuple(notes + price_notes), optimize,
+                no_cloud)

@@ -379,3 +379,15 @@ def test_up_end_to_end_through_the_cli_waits_smokes_and_never_prints_the_key(see
     assert json.loads(status.stdout)[0]["name"] == "gptoss-20b"
     down = CliRunner(mix_stderr=False).invoke(cli, ["down", "20b", "-y"])
     assert down.exit_code == 0 and ("down", "gptoss-20b") in fake.calls and not state.exists("gptoss-20b")
+
+
+def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(isolated_env, monkeypatch):
+    from sky import check as sky_check
+
+    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [])
+    calls = []
+    monkeypatch.setattr(skyapi, "SkyClient", lambda: calls.append("client") or RecordingSky())
+    result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "-y", "--gpu", "H100"])
+    assert result.exit_code == 2
+    assert "run `sky check`" in result.stderr and "Traceback" not in result.stderr
+    assert calls == [] and not state.all_records()

@@ -9,7 +9,7 @@ from rich.table import Table
 from launcher import catalog as catalog_mod
 from launcher import lifecycle, plan as plan_mod, render, state
 from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stderr, stdout
-from launcher.errors import UserError
+from launcher.errors import NoCloudError, UserError
 
 
 def _tool_server(ctx, param, value):
@@ -123,6 +123,9 @@ def _launch_common(kind, model, gpus, clouds, infra, spot, context, profile, opt
             click.echo(text, nl=False)
             stderr.print("[dim]Dry run: nothing launched. The YAML above is valid SkyPilot input.[/]")
         return 0
+    if result.no_cloud_enabled:
+        raise NoCloudError("no cloud is enabled in SkyPilot, so nothing can be launched: run `sky check` "
+                           "(or try --dryrun)")
     if not yes and not click.confirm(f"Launch {full_name} (from {_money(result.offers[0].price_per_hour)}/hour)?",
                                      err=True):
         raise click.Abort()
