@@ -51,6 +51,7 @@ def plan_options(func):
 
 
 def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights):
+    """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
     catalog = catalog_mod.load()
     m = catalog.model(model)
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
@@ -85,11 +86,10 @@ def _print_plan(result, top):
 @plan_options
 @click.option("--top", type=int, default=15, show_default=True, callback=positive_int, help="Rows to show.")
 @json_option
-def plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights, top,
-         json_):
+def plan(top, json_, **plan_args):
     """Price every GPU offer that fits MODEL, best first."""
-    _, _, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server,
-                         dummy_weights)
+    _, _, result = _plan(**plan_args)
+    model = plan_args["model"]
     if json_:
         print_json([o.to_dict() for o in result.offers[:top]])
         return 0
@@ -99,10 +99,23 @@ def plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, t
     return 0
 
 
-def _launch_common(kind, model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server,
-                   dummy_weights, name, image, dryrun, yes, json_, no_smoke=False, **service):
-    catalog, m, result = _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server,
-                               dummy_weights)
+def launch_options(func):
+    """Options shared by up and serve, after their own."""
+    options = [
+        click.option("--image", is_flag=True, help="Use the engine's official image instead of installing it."),
+        click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing."),
+        click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation."),
+        click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers."),
+        json_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, **service):
+    catalog, m, result = _plan(**plan_args)
+    spot, infra, optimize = plan_args["spot"], plan_args["infra"], plan_args["optimize"]
     recipes = lifecycle.choose_recipes(result, top_kinds=3 if optimize == "cost-per-token" else None)
     full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
     deployment = lifecycle.deployment_for(full_name, recipes, service=kind == "service", image=image, spot=spot,
@@ -181,18 +194,11 @@ def _print_ready(outcome):
 @click.option("--idle-minutes", type=int, default=60, show_default=True, callback=positive_int,
               help="Tear the cluster down after this many minutes without a request.")
 @click.option("--no-autostop", is_flag=True, help="Keep the cluster until `gptoss-sky down`.")
-@click.option("--image", is_flag=True, help="Use the official vllm/vllm-openai image instead of installing vLLM.")
-@click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing.")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers.")
-@json_option
-def up(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights, name,
-       idle_minutes, no_autostop, image, dryrun, yes, no_smoke, json_):
+@launch_options
+def up(name, idle_minutes, no_autostop, image, dryrun, yes, no_smoke, json_, **plan_args):
     """Launch MODEL on the cheapest available GPU that fits, wait until it answers, smoke-test it."""
-    return _launch_common("cluster", model, gpus, clouds, infra, spot, context, profile, optimize, engine,
-                          tool_server, dummy_weights,
-                          name, image, dryrun, yes, json_, idle_minutes=0 if no_autostop else idle_minutes,
-                          no_smoke=no_smoke)
+    return _launch_common("cluster", plan_args, name, image, dryrun, yes, json_, no_smoke,
+                          idle_minutes=0 if no_autostop else idle_minutes)
 
 
 @click.command("serve")
@@ -203,13 +209,9 @@ def up(model, gpus, clouds, infra, spot, context, profile, optimize, engine, too
 @click.option("--max-replicas", type=int, callback=positive_int, help="Autoscaling upper bound.")
 @click.option("--target-qps", type=float, help="Requests/s per replica before scaling out.")
 @click.option("--ondemand-fallback", is_flag=True, help="With --spot: fall back to on-demand replicas.")
-@click.option("--image", is_flag=True, help="Use the official vllm/vllm-openai image.")
-@click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing.")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the service is READY.")
-@json_option
-def serve(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights, name,
-          replicas, min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke, json_):
+@launch_options
+def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke,
+          json_, **plan_args):
     """Serve MODEL as a SkyServe service: replicas, autoscaling, spot with on-demand fallback."""
     if replicas is not None and (min_replicas is not None or max_replicas is not None):
         raise UserError("give either --replicas or --min-replicas/--max-replicas, not both")
@@ -217,15 +219,13 @@ def serve(model, gpus, clouds, infra, spot, context, profile, optimize, engine, 
         raise UserError("--min-replicas and --max-replicas go together")
     if min_replicas is not None and (min_replicas < 0 or min_replicas > max_replicas):
         raise UserError(f"need 0 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}")
-    if ondemand_fallback and not spot:
+    if ondemand_fallback and not plan_args["spot"]:
         raise UserError("--ondemand-fallback only applies with --spot")
     if target_qps is not None and target_qps <= 0:
         raise UserError(f"--target-qps must be positive, got {target_qps}")
-    return _launch_common("service", model, gpus, clouds, infra, spot, context, profile, optimize, engine,
-                          tool_server, dummy_weights,
-                          name, image, dryrun, yes, json_, replicas=replicas, min_replicas=min_replicas,
-                          max_replicas=max_replicas, target_qps=target_qps, ondemand_fallback=ondemand_fallback,
-                          no_smoke=no_smoke)
+    return _launch_common("service", plan_args, name, image, dryrun, yes, json_, no_smoke, replicas=replicas,
+                          min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps,
+                          ondemand_fallback=ondemand_fallback)
 
 
 @click.command("scale")
