@@ -1,8 +1,9 @@
 """Is the `gptoss-sky bench` client the bottleneck? Measure it against a server with known timing.
 
-Server: a raw asyncio (asyncio.Protocol) HTTP/1.1 server in a separate process on 127.0.0.1 (port
-chosen by the OS). Every /v1/completions request gets its response head at once, then, timed with
-`loop.call_at` against absolute deadlines from the moment the request was read, `max_tokens` SSE
+Server: a raw-socket asyncio HTTP/1.1 server in a separate process on 127.0.0.1 (port chosen by the
+OS). Every /v1/completions request gets its response head at once, then, timed with `loop.call_at`
+against absolute deadlines from the kernel's receive timestamp of the request (SO_TIMESTAMPNS; so a
+burst of requests queued in the server's loop does not make their tokens late), `max_tokens` SSE
 chunks: the first at the true TTFT, the others at the true interval; then usage and `data: [DONE]`,
 in chunked transfer encoding like uvicorn/vLLM. It records when it really wrote each first token
 ("server TTFT") and samples its number of open streams every 10 ms.
@@ -15,9 +16,10 @@ ends), after a warm-up wave that opens the connections:
   openai AsyncOpenAI         a plain streaming loop over the openai SDK, max_retries=0
 
 Two arrival patterns per level:
-  steady  worker i starts at i x R / N (R = one request's duration) and runs 3 requests: arrivals
+  steady  worker i starts at i x R / N (R = one request's duration) and runs 3 requests (6 at
+          concurrency 1): arrivals
           spread over time as in a long closed-loop run whose outputs do not all end together;
-  burst   all N start together, 2 waves: every first token of a wave is due in the same ms (the
+  burst   all N start together, 2 waves (6 at concurrency 1): every first token of a wave is due in the same ms (the
           pattern of the earlier measurement; a stress test of the client, not a steady state).
 Reported per level: streams the server saw open (mean over the middle of the run, and peak), TTFT p50
 minus the true TTFT, TTFT p50 minus the server's own first-token delay, TPOT p50 vs the true interval.
@@ -68,17 +70,90 @@ def _serve(ttft_s: float, itl_s: float, cpu: int | None) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
-    class Handler(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+    import socket
+    import struct
+
+    timespec = struct.Struct("@qq")
+    cmsg_space = socket.CMSG_SPACE(16)
+    so_timestampns = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+    class Conn:
+        """One accepted connection on raw non-blocking sockets. A request's clock starts at the
+        kernel's receive timestamp of its bytes (SO_TIMESTAMPNS), so the server's own queueing
+        behind other sockets does not make it late: TTFT is the true delay from arrival."""
+
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
             self.buf = b""
+            self.out = b""
             self.open = True
+            self.kernel = True
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, so_timestampns, 1)
+            except OSError:
+                self.kernel = False
+            loop.add_reader(sock.fileno(), self.readable)
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.open = False
+        def readable(self) -> None:
+            now = time.perf_counter()
+            try:
+                if self.kernel:
+                    wall = time.time()
+                    data, ancillary, _, _ = self.sock.recvmsg(65536, cmsg_space)
+                    for _lvl, _kind, raw in ancillary:
+                        sec, nsec = timespec.unpack_from(raw)
+                        arrival = now - (wall - (sec + nsec * 1e-9))
+                        if now - 1.0 < arrival <= now:
+                            now = arrival
+                else:
+                    data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            self.data_received(data, now)
 
-        def data_received(self, data: bytes) -> None:
-            received = time.perf_counter()
+        def close(self) -> None:
+            if self.open:
+                self.open = False
+                loop.remove_reader(self.sock.fileno())
+                if self.out:
+                    loop.remove_writer(self.sock.fileno())
+                self.sock.close()
+
+        def write(self, data: bytes) -> None:
+            if not self.open:
+                return
+            if self.out:
+                self.out += data
+                return
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent < len(data):
+                self.out = data[sent:]
+                loop.add_writer(self.sock.fileno(), self.writable)
+
+        def writable(self) -> None:
+            try:
+                sent = self.sock.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            self.out = self.out[sent:]
+            if not self.out:
+                loop.remove_writer(self.sock.fileno())
+
+        def data_received(self, data: bytes, received: float) -> None:
             self.buf += data
             while True:
                 k = self.buf.find(b"\r\n\r\n")
@@ -107,7 +182,7 @@ def _serve(ttft_s: float, itl_s: float, cpu: int | None) -> None:
                     "samples": state.samples,
                 }
                 payload = json.dumps(doc).encode()
-                self.transport.write(
+                self.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                     % (len(payload), payload)
                 )
@@ -119,16 +194,14 @@ def _serve(ttft_s: float, itl_s: float, cpu: int | None) -> None:
             max_tokens = int(json.loads(body).get("max_tokens", 16))
             state.active += 1
             state.max_active = max(state.max_active, state.active)
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-            )
+            self.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             loop.call_at(received + ttft_s, self.token, received, 0, max_tokens)
 
         def token(self, received: float, i: int, max_tokens: int) -> None:
             if not self.open:
                 state.active -= 1
                 return
-            self.transport.write(TOKEN_CHUNK)
+            self.write(TOKEN_CHUNK)
             if i == 0:
                 state.first_token_delay.append(time.perf_counter() - received)
             if i + 1 < max_tokens:
@@ -138,16 +211,32 @@ def _serve(ttft_s: float, itl_s: float, cpu: int | None) -> None:
                 b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":%d}}\n\ndata: [DONE]\n\n'
                 % max_tokens
             )
-            self.transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))
+            self.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))
             state.active -= 1
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    listener.setblocking(False)
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            Conn(sock)
 
     def sample() -> None:
         if state.active:
             state.samples.append(state.active)
         loop.call_later(0.01, sample)
 
-    server = loop.run_until_complete(loop.create_server(Handler, "127.0.0.1", 0, backlog=4096))
-    print(server.sockets[0].getsockname()[1], flush=True)
+    loop.add_reader(listener.fileno(), accept)
+    print(listener.getsockname()[1], flush=True)
     loop.call_soon(sample)
     loop.run_forever()
 
@@ -296,9 +385,10 @@ def main() -> None:
         for mode in args.modes.split(","):
             per_worker, ramp = (3, duration) if mode == "steady" else (2, 0.0)
             for level in (int(x) for x in args.levels.split(",")):
+                rounds = max(per_worker, 6) if level == 1 else per_worker  # a median of more than 2 or 3
                 for name in chosen:
                     asyncio.run(server_stats(url))  # reset
-                    result = asyncio.run(CLIENTS[name](url, level, per_worker, args.output_len, ramp))
+                    result = asyncio.run(CLIENTS[name](url, level, rounds, args.output_len, ramp))
                     stats = asyncio.run(server_stats(url))
                     served = stats["first_token_delay_ms_p50"] or float("nan")
                     mean_open, peak = _streams(stats["samples"])
