@@ -1,11 +1,20 @@
 """Streaming load against `/v1/completions`: latency percentiles, throughput, $/1M tokens, and a
 SkyServe `target_qps_per_replica` recommendation.
 
-Owns: the load loop (one shared `httpx.AsyncClient`, N workers per concurrency level), per-request
-timing, the statistics and the recommendation rule. Uses httpx and asyncio only; must not import
-click, rich or sky, and never prints (progress goes through `on_progress`).
+Owns: the load loop (N workers per concurrency level, closed loop: each worker sends its next
+request when the previous one ends), per-request timing, the statistics and the recommendation rule.
+Uses httpx, asyncio and launcher.rawstream only; must not import click, rich or sky, and never
+prints (progress goes through `on_progress`).
 
-Per request, with t0 = just before the request is sent:
+Two clients (`client=`):
+  "raw"   (default) launcher.rawstream: raw asyncio sockets, one keep-alive connection per worker,
+          prebuilt request bytes, kernel receive timestamps, SSE scanned without per-event JSON.
+          http:// only; an https:// endpoint falls back to "httpx".
+  "httpx" one shared `httpx.AsyncClient` over sharded 1-connection pools: the named baseline of
+          benchmarks/BENCH_CLIENT.md (client overhead grows to hundreds of ms at 512 streams on
+          2 cores there).
+
+Per request, with t0 = just before the request is sent (before connecting on a fresh connection):
   TTFT  = arrival of the first chunk carrying text - t0
   ITL   = gaps between successive chunks carrying text (with vLLM's --stream-interval > 1 one chunk
           holds several tokens, so this is the inter-chunk latency)
@@ -33,6 +42,10 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
+from launcher import rawstream
+
+CLIENTS = ("raw", "httpx")
+DEFAULT_CLIENT = "raw"
 SAFETY_FACTOR = 0.8
 DEFAULT_CONCURRENCY = (1, 8, 32)
 DEFAULT_INPUT_LEN = 1024
@@ -253,6 +266,11 @@ async def stream_one(
                         done = True
                         continue
                     chunk = json.loads(data)
+                    if chunk.get("error") is not None:
+                        return RequestRecord(
+                            None, (), 0, time.perf_counter() - start,
+                            f"error event in stream: {json.dumps(chunk['error'])[:200]}",
+                        )
                     usage = chunk.get("usage")
                     if usage and isinstance(usage.get("completion_tokens"), int):
                         usage_tokens = usage["completion_tokens"]
@@ -273,8 +291,23 @@ async def stream_one(
     return RequestRecord(text_times[0] - start, itl, tokens, latency)
 
 
+def record_from(outcome: rawstream.Outcome) -> RequestRecord:
+    """The raw client's outcome under the same rules as `stream_one`."""
+    latency = outcome.end - outcome.start
+    if outcome.error is not None:
+        return RequestRecord(None, (), 0, latency, outcome.error)
+    times = outcome.text_times
+    if not times:
+        return RequestRecord(None, (), 0, latency, "stream carried no text")
+    if not outcome.done:
+        return RequestRecord(None, (), 0, latency, "stream ended before data: [DONE]")
+    itl = tuple(b - a for a, b in zip(times, times[1:]))
+    tokens = outcome.usage_tokens if outcome.usage_tokens is not None else len(times)
+    return RequestRecord(times[0] - outcome.start, itl, tokens, latency)
+
+
 async def run_level(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | rawstream.RawClient,
     *,
     model: str,
     concurrency: int,
@@ -283,8 +316,10 @@ async def run_level(
     output_len: int,
     headers: dict[str, str],
     seed: int = 0,
+    ramp_s: float = 0.0,
 ) -> tuple[list[RequestRecord], float]:
-    """`requests` requests through `concurrency` workers; returns records and wall time."""
+    """`requests` requests through `concurrency` workers; returns records (in completion order)
+    and wall time. Worker i starts at i * ramp_s / concurrency (0: all at once)."""
     rng = random.Random(seed * 1_000_003 + concurrency)
     payloads = [
         {
@@ -298,14 +333,35 @@ async def run_level(
         for i in range(requests)
     ]
     records: list[RequestRecord] = []
-    queue = iter(payloads)
+    workers = min(concurrency, requests)
 
-    async def worker() -> None:
-        for payload in queue:  # a shared iterator: each payload is taken exactly once
-            records.append(await stream_one(client, payload, headers))
+    if isinstance(client, rawstream.RawClient):
+        raw_client = client
+        prebuilt = [raw_client.build("/v1/completions", p, headers) for p in payloads]
+        raw_queue = iter(prebuilt)
+
+        async def worker(index: int) -> None:
+            if ramp_s > 0 and index:
+                await asyncio.sleep(index * ramp_s / workers)
+            connection = raw_client.acquire()
+            try:
+                for data in raw_queue:  # a shared iterator: each request is taken exactly once
+                    records.append(record_from(await connection.request(data)))
+            finally:
+                raw_client.release(connection)
+
+    else:
+        httpx_client = client
+        queue = iter(payloads)
+
+        async def worker(index: int) -> None:
+            if ramp_s > 0 and index:
+                await asyncio.sleep(index * ramp_s / workers)
+            for payload in queue:  # a shared iterator: each payload is taken exactly once
+                records.append(await stream_one(httpx_client, payload, headers))
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+    await asyncio.gather(*(worker(i) for i in range(workers)))
     return records, time.perf_counter() - start
 
 
@@ -371,6 +427,11 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             await shard.aclose()
 
 
+def make_raw_client(base_url: str, request_timeout: float) -> rawstream.RawClient:
+    """The default load client: raw asyncio sockets (http:// only, see launcher.rawstream)."""
+    return rawstream.RawClient(base_url, request_timeout)
+
+
 def make_client(
     base_url: str, max_concurrency: int, request_timeout: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -396,18 +457,28 @@ async def run_bench(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
     on_progress: Callable[[LevelResult], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    client: str = DEFAULT_CLIENT,
 ) -> BenchReport:
-    """Run each concurrency level in turn. `requests` per level defaults to max(4 x level, 16)."""
+    """Run each concurrency level in turn. `requests` per level defaults to max(4 x level, 16).
+    `client` is "raw" (default; https:// or a given `transport` use "httpx") or "httpx"."""
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
     base_url = base_url.rstrip("/")
     if base_url.endswith("/v1"):
         base_url = base_url[:-3]
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     levels: list[LevelResult] = []
-    async with make_client(base_url, max(concurrency), request_timeout, transport) as client:
+    use_raw = client == "raw" and transport is None and rawstream.supports(base_url)
+    load_client: httpx.AsyncClient | rawstream.RawClient = (
+        make_raw_client(base_url, request_timeout)
+        if use_raw
+        else make_client(base_url, max(concurrency), request_timeout, transport)
+    )
+    async with load_client:
         for level in concurrency:
             count = requests if requests is not None else max(4 * level, 16)
             records, duration = await run_level(
-                client,
+                load_client,
                 model=model,
                 concurrency=level,
                 requests=count,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
@@ -175,3 +176,147 @@ def test_cli_rejects_bad_concurrency() -> None:
     result = invoke("bench", "--endpoint", "http://127.0.0.1:9", "--concurrency", "1,x")
     assert result.exit_code == 2
     assert "comma-separated integers" in result.stderr
+
+
+# -- the raw client (launcher/rawstream.py, the default) and the httpx baseline ---------------------
+
+from launcher import rawstream  # noqa: E402
+from openai_server import unused_url  # noqa: E402
+
+
+def test_default_client_is_raw_and_httpx_stays_available(server: FakeServer) -> None:
+    server.config.ttft_s, server.config.itl_s = TTFT_S, ITL_S
+    assert bench_lib.DEFAULT_CLIENT == "raw"
+    for client in ("raw", "httpx"):
+        report = run(server, concurrency=[3], requests=6, client=client)
+        level = report.levels[0]
+        assert (level.errors, level.completed, level.output_tokens) == (0, 6, 6 * 12), client
+        assert TTFT_S * 1000 <= level.ttft_ms_p50 <= TTFT_S * 1000 + 50, client
+        assert ITL_S * 1000 * 0.8 <= level.tpot_ms_p50 <= ITL_S * 1000 + 8, client
+    with pytest.raises(ValueError, match="client must be one of"):
+        run(server, client="curl")
+
+
+async def _raw_level(url: str, concurrency: int, requests: int, **kwargs: object):
+    async with rawstream.RawClient(url, float(kwargs.pop("timeout", 10.0))) as client:  # type: ignore[arg-type]
+        records, _ = await bench_lib.run_level(
+            client, model=MODEL, concurrency=concurrency, requests=requests, input_len=8, output_len=6,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        return records, len(client._all)
+
+
+def test_raw_client_reuses_one_connection_per_worker(server: FakeServer) -> None:
+    records, connections = asyncio.run(_raw_level(server.url, 3, 12))
+    assert all(r.error is None and r.output_tokens == 6 for r in records) and len(records) == 12
+    assert connections == 3
+
+
+def test_raw_client_connection_refused_is_an_error() -> None:
+    records, _ = asyncio.run(_raw_level(unused_url(), 2, 4))
+    assert len(records) == 4
+    assert all(r.error is not None and r.error.startswith("ConnectError") for r in records)
+
+
+def test_raw_client_read_timeout(server: FakeServer) -> None:
+    server.config.ttft_s = 2.0
+    records, _ = asyncio.run(_raw_level(server.url, 1, 1, timeout=0.3))
+    assert records[0].error is not None and records[0].error.startswith("ReadTimeout")
+    assert records[0].latency_s < 1.5
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("truncated_stream", "ended before data: [DONE]"),
+        ("abort_stream", "RemoteProtocolError"),
+        ("completions_500_half", "HTTP 500"),
+    ],
+)
+def test_raw_client_counts_cut_streams_and_500s(server: FakeServer, fault: str, reason: str) -> None:
+    server.config.faults = {fault}
+    records, _ = asyncio.run(_raw_level(server.url, 2, 4))
+    errors = [r.error for r in records if r.error is not None]
+    assert len(errors) == (2 if fault == "completions_500_half" else 4)
+    assert all(reason in e for e in errors)
+    if fault == "completions_500_half":
+        assert all("internal error" in e for e in errors)  # the body is quoted
+        assert sum(r.output_tokens for r in records if r.error is None) == 2 * 6
+
+
+def _event(text: str, usage: dict | None = None) -> bytes:
+    doc: dict[str, object] = {"id": "c", "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+    if usage is not None:
+        doc = {"id": "c", "choices": [], "usage": usage}
+    return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+
+def _feed(response: bytes, pieces: list[int]) -> rawstream.Outcome:
+    """Feed `response` to a parser in pieces of the given sizes, each at its own time."""
+    loop = asyncio.new_event_loop()
+    try:
+        exchange = rawstream._Exchange(loop.create_future(), 0.0)
+        pos, t = 0, 0.0
+        while pos < len(response) and not exchange.future.done():
+            size = pieces[int(t) % len(pieces)]
+            t += 1.0
+            exchange.feed(response[pos : pos + size], t)
+            pos += size
+        if not exchange.future.done():
+            exchange.lost(None)
+        return exchange.outcome()
+    finally:
+        loop.close()
+
+
+def _chunked(body_parts: list[bytes]) -> bytes:
+    out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    for part in body_parts:
+        out += b"%x;ext=1\r\n%s\r\n" % (len(part), part)
+    return out + b"0\r\nx-trailer: 1\r\n\r\n"
+
+
+STREAM = [_event(""), _event(" a"), _event(" b") + _event(" c"), _event("", {"completion_tokens": 3}), b"data: [DONE]\n\n"]
+
+
+@pytest.mark.parametrize("pieces", [[1], [7], [3, 50, 1], [100000]])
+def test_parser_handles_chunked_encoding_split_anywhere(pieces: list[int]) -> None:
+    outcome = _feed(_chunked(STREAM), pieces)
+    assert outcome.error is None and outcome.status == 200 and outcome.done
+    assert outcome.usage_tokens == 3
+    assert len(outcome.text_times) == 3  # " a", " b", " c"; the empty first event is not a token
+    assert outcome.text_times == sorted(outcome.text_times)
+
+
+def test_parser_handles_content_length_crlf_events_and_interim_100() -> None:
+    body = b"".join(STREAM).replace(b"\n", b"\r\n")
+    response = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    outcome = _feed(response, [5, 64])
+    assert outcome.error is None and outcome.done and outcome.usage_tokens == 3 and len(outcome.text_times) == 3
+
+
+def test_parser_read_until_close_and_cut_chunked_stream() -> None:
+    until_close = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"".join(STREAM)
+    outcome = _feed(until_close, [40])
+    assert outcome.error is None and outcome.done
+    cut = _chunked(STREAM[:2])[:-20]  # stops inside the stream, no terminal chunk
+    outcome = _feed(cut, [30])
+    assert outcome.error is not None and "RemoteProtocolError" in outcome.error
+
+
+def test_parser_reports_malformed_and_error_events() -> None:
+    outcome = _feed(_chunked([_event(" a"), b"data: {not json\n\n"]), [1000])
+    assert outcome.error is not None and outcome.error.startswith("malformed stream")
+    outcome = _feed(_chunked([_event(" a"), b'data: {"error": {"message": "engine dead"}}\n\n']), [1000])
+    assert outcome.error is not None and "engine dead" in outcome.error
+
+
+def test_cli_client_httpx_option(server: FakeServer) -> None:
+    result = invoke(
+        "bench", "--endpoint", server.url, "--api-key", API_KEY, "--concurrency", "2", "--requests", "4",
+        "--input-len", "8", "--output-len", "4", "--client", "httpx", "--json",
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["levels"][0]["completed"] == 4

@@ -212,6 +212,14 @@ def _price(value: float | None) -> str:
 @click.option("--ttft-target-ms", type=float, metavar="T", help="TTFT p90 target for the target_qps_per_replica recommendation.")
 @click.option("--tpot-target-ms", type=float, metavar="T", help="TPOT p50 target for the target_qps_per_replica recommendation.")
 @click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True, metavar="S", help="Seconds one request may take.")
+@click.option(
+    "--client",
+    "client_kind",
+    type=click.Choice(bench_lib.CLIENTS),
+    default=bench_lib.DEFAULT_CLIENT,
+    show_default=True,
+    help="Load client: raw asyncio sockets (fast; https:// endpoints use httpx) or httpx (the baseline).",
+)
 @json_option
 @click.pass_context
 def bench(
@@ -225,6 +233,7 @@ def bench(
     ttft_target_ms: float | None,
     tpot_target_ms: float | None,
     request_timeout: float,
+    client_kind: str,
     json_: bool,
 ) -> None:
     """Load an endpoint with streaming completions at each concurrency level and report TTFT, TPOT,
@@ -255,6 +264,7 @@ def bench(
         tpot_target_ms=tpot_target_ms,
         request_timeout=request_timeout,
         on_progress=progress,
+        client=client_kind,
     )
     if json_:
         print_json(report.to_dict())
