@@ -30,7 +30,7 @@ def test_engine_flag_switches_the_whole_deployment():
     argv = sglang.engine_argv()
     assert argv[:3] == ["python", "-m", "sglang.launch_server"]
     assert argv[argv.index("--tp-size") + 1] == "$SKYPILOT_NUM_GPUS_PER_NODE"
-    assert argv[argv.index("--max-running-requests") + 1] == argv[argv.index("--cuda-graph-max-bs") + 1]
+    assert argv[argv.index("--max-running-requests") + 1] == argv[argv.index("--cuda-graph-max-bs-decode") + 1]
     config = render.render_config(cat, render.Deployment(name="gptoss-x", recipes=(sglang,), service=True))
     assert config["secrets"] == {"SGLANG_API_KEY": None}
     assert "uv pip install" in config["setup"] and '"sglang==0.5.23"' in config["setup"]
@@ -66,3 +66,32 @@ def test_tool_server_flag_reaches_both_engines_and_demo_installs_gpt_oss():
         assert argv[argv.index("--tool-server") + 1] == "demo"
         config = render.render_config(cat, render.Deployment(name="gptoss-t", recipes=(recipe,)))
         assert "gpt-oss" in config["setup"] and "runs model-written code" in config["setup"]
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def _known_flags(name: str) -> set[str]:
+    return {l.strip() for l in (FIXTURES / name).read_text().splitlines() if l.startswith("--")}
+
+
+def _emitted_flags(engine: str) -> set[str]:
+    result = CliRunner(mix_stderr=False).invoke(cli, ["render", "--engine-commands", "--engine", engine])
+    assert result.exit_code == 0
+    return {w for line in result.stdout.splitlines() if not line.startswith("#") for w in line.split()
+            if w.startswith("--")}
+
+
+def test_every_sglang_flag_exists_in_the_pinned_sglang():
+    # Regression: SGLang's recipe flag --cuda-graph-max-bs is ambiguous (removed) in 0.5.23.
+    emitted = _emitted_flags("sglang")
+    assert "--cuda-graph-max-bs" not in emitted
+    assert emitted <= _known_flags("sglang-0.5.23-flags.txt"), emitted - _known_flags("sglang-0.5.23-flags.txt")
+
+
+def test_every_vllm_flag_exists_in_the_pinned_vllm():
+    # Regression: recipes still use --cuda-graph-sizes (removed) and --cuda-graph-capture-size (never a flag).
+    emitted = _emitted_flags("vllm")
+    known = _known_flags("vllm-0.32.0-flags.txt")
+    assert "--cuda-graph-sizes" not in known and "--cuda-graph-capture-size" not in known
+    assert emitted <= known, emitted - known
