@@ -138,9 +138,8 @@ def _wait_service_ready(client: Any, name: str, progress: Progress, timeout: flo
             last = status
         if status == "READY":
             return
-        if status in ("FAILED", "FAILED_CLEANUP", "NO_REPLICA", "MISSING") and services is not None:
-            if status != "NO_REPLICA":
-                raise SkyError(f"service {name} is {status}")
+        if status in ("FAILED", "FAILED_CLEANUP", "MISSING"):
+            raise SkyError(f"service {name} is {status}")
         time.sleep(10)
     raise SkyError(f"service {name} not READY after {timeout:.0f} s")
 
@@ -215,12 +214,15 @@ def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:
         if name not in records:
             raise UnknownDeploymentError(f"no gptoss-sky deployment named {name!r} (see `gptoss-sky status`)")
     selected = [records[n] for n in wanted] if wanted else list(records.values())
-    clusters = {c["name"]: c for c in client.clusters([r.name for r in selected if r.kind == "cluster"] or None)
-                if str(c.get("name", "")).startswith(state.NAME_PREFIX)} if any(
-        r.kind == "cluster" for r in selected) or not wanted else {}
-    services = {s["name"]: s for s in client.services([r.name for r in selected if r.kind == "service"] or None)
-                if str(s.get("name", "")).startswith(state.NAME_PREFIX)} if any(
-        r.kind == "service" for r in selected) or not wanted else {}
+    ours = state.NAME_PREFIX
+
+    def live(kind: str, query: Callable[[Any], list[dict]]) -> dict[str, dict]:
+        if wanted and not any(r.kind == kind for r in selected):
+            return {}  # no need to ask SkyPilot about a kind nobody asked for
+        return {x["name"]: x for x in query(None) if str(x.get("name", "")).startswith(ours)}
+
+    clusters = live("cluster", client.clusters)
+    services = live("service", client.services)
     rows = []
     now = time.time()
     for record in selected:

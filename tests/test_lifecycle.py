@@ -391,3 +391,18 @@ def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(isolated_
     assert result.exit_code == 2
     assert "run `sky check`" in result.stderr and "Traceback" not in result.stderr
     assert calls == [] and not state.all_records()
+
+
+def test_status_joins_records_with_live_services_and_lists_unrecorded_gptoss_clusters(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-svc", service=True, replicas=2),
+                     progress=lambda m: None, ready_timeout=10)
+    sky.live_services["gptoss-svc"]["replicas"] = [{"id": 1, "status": "READY"}, {"id": 2, "status": "STARTING"}]
+    sky.live_clusters["gptoss-stray"] = {"name": "gptoss-stray", "status": "UP"}
+    sky.live_clusters["someone-elses"] = {"name": "someone-elses", "status": "UP"}
+    rows = {r["name"]: r for r in lifecycle.status(sky)}
+    assert rows["gptoss-svc"]["state"] == "READY" and len(rows["gptoss-svc"]["replicas"]) == 2
+    assert rows["gptoss-svc"]["endpoint"] == f"http://{openai_ok}"
+    assert "no local record" in rows["gptoss-stray"]["state"]
+    assert "someone-elses" not in rows
