@@ -18,7 +18,7 @@ stage3)
   export PYTHONPATH=$SITE
   python3 -c 'import vllm; print("vllm", vllm.__version__)' || exit 1
   rm -rf /root/drv && mkdir -p /root/drv/benchmarks $RES && cp -r benchmarks/gpu /root/drv/benchmarks/ && cp -r launcher /root/drv/ 2>/dev/null
-  cd /root/drv && PYTHONUNBUFFERED=1 setsid nohup python3 benchmarks/gpu/run_recipe.py batch \
+  cd /root/drv && RUN_RECIPE_WARMUP=${RUN_RECIPE_WARMUP:-0} PYTHONUNBUFFERED=1 setsid nohup python3 benchmarks/gpu/run_recipe.py batch \
       --commands benchmarks/gpu/commands.txt --only "$(IFS=,; echo "$*")" --stage $STAGE --out $RES \
       > $RES/driver.log 2>&1 < /dev/null &
   sleep 5; cat $RES/driver.log ;;

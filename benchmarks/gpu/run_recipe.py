@@ -31,6 +31,7 @@ from pathlib import Path
 PORT = 8000
 DEFAULT_LOAD = "1:4,64:256,256:512"  # concurrency:num_prompts
 API_KEY = "gptoss-sky-gpu-bench-key"
+WARMUP = os.environ.get("RUN_RECIPE_WARMUP") == "1"  # --num-warmups = concurrency before each measured load
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 PATTERNS = {
@@ -117,7 +118,7 @@ def parse_log(text: str) -> dict:
             found[key] = float(g[0])
     lines, seen = [], set()
     for line in text.splitlines():
-        if VERBATIM.search(line):
+        if VERBATIM.search(line) and "Capturing CUDA graphs" not in line and "it/s]" not in line:
             body = re.sub(r"^.*?\] ", "", line).strip()  # drop the timestamp/pid prefix for dedupe
             if body not in seen and len(lines) < 40:
                 seen.add(body)
@@ -136,7 +137,8 @@ def torch_total_gib() -> float | None:
         return {"error": repr(exc)}
 
 
-def bench(name: str, model_name: str, conc: int, prompts: int, stage: Path, rundir: Path, env: dict) -> dict:
+def bench(name: str, model_name: str, conc: int, prompts: int, stage: Path, rundir: Path, env: dict,
+          warmups: int = 0) -> dict:
     fname = f"{name}-c{conc}.json"
     cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "openai",
            "--base-url", f"http://127.0.0.1:{PORT}", "--endpoint", "/v1/completions", "--model", model_name,
@@ -145,6 +147,8 @@ def bench(name: str, model_name: str, conc: int, prompts: int, stage: Path, rund
            "--num-prompts", str(prompts), "--percentile-metrics", "ttft,tpot,itl,e2el",
            "--metric-percentiles", "50,99", "--save-result", "--result-dir", str(rundir),
            "--result-filename", fname]
+    if warmups:
+        cmd += ["--num-warmups", str(warmups)]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     res: dict = {"concurrency": conc, "num_prompts": prompts, "wall_s": round(time.time() - t0, 1),
@@ -164,11 +168,12 @@ def bench(name: str, model_name: str, conc: int, prompts: int, stage: Path, rund
 
 
 def launcher_bench(env: dict, repo: Path) -> dict:
+    # The key goes through the environment (GPTOSS_SKY_API_KEY), never argv.
     cmd = [sys.executable, "-m", "launcher.cli", "bench", "--endpoint", f"http://127.0.0.1:{PORT}",
-           "--api-key", API_KEY, "--concurrency", "64,256", "--input-len", "1024", "--output-len", "512",
-           "--json"]
+           "--concurrency", "64,256", "--input-len", "1024", "--output-len", "512", "--json"]
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo, timeout=1200)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(env, GPTOSS_SKY_API_KEY=API_KEY), cwd=repo,
+                          timeout=1200)
     res: dict = {"command": shlex.join(cmd[1:]), "rc": proc.returncode, "wall_s": round(time.time() - t0, 1)}
     try:
         res["result"] = json.loads(proc.stdout)
@@ -232,8 +237,9 @@ def run_one(name: str, engine_command: str, stage: Path, out: Path, load: str, g
         record["bench"] = []
         for item in load.split(","):
             conc, prompts = (int(x) for x in item.split(":"))
-            r = bench(name, model_name, conc, prompts, stage, rundir, env)
+            r = bench(name, model_name, conc, prompts, stage, rundir, env, conc if WARMUP else 0)
             record["bench"].append(r)
+            (out / f"{name}.json").write_text(json.dumps(record, indent=1))  # a partial run survives a lost machine
             print(f"  [{name}] c={conc} n={prompts}: out {r.get('output_throughput')} tok/s, "
                   f"TTFT p50 {r.get('p50_ttft_ms')} ms, TPOT p50 {r.get('p50_tpot_ms')} ms rc={r['rc']}",
                   flush=True)
