@@ -173,7 +173,8 @@ def estimate(
     default_mbt, default_seqs = scheduler_defaults(engine, gpu)
     mbt = max_num_batched_tokens or options.get("max_num_batched_tokens") or default_mbt
     seqs = max_num_seqs or options.get("max_num_seqs") or default_seqs
-    util = gpu_memory_utilization or options.get("gpu_memory_utilization") or engine.capacity["gpu_memory_utilization"]
+    util = gpu_memory_utilization or options.get("gpu_memory_utilization") or rules["gpu_memory_utilization"]
+    capture = options.get("max_cudagraph_capture_size") or rules.get("default_cudagraph_capture_size", 1024)
     kv_dtype = kv_cache_dtype or options.get("kv_cache_dtype") or "auto"
     for label, value in (("max-num-batched-tokens", mbt), ("max-num-seqs", seqs)):
         if value <= 0:
@@ -186,8 +187,13 @@ def estimate(
     tp = count
     kernel = engine.generations[gpu.generation]["moe_kernel"]
     weights, weights_source = weights_gib_per_gpu(model, engine, kernel, tp)
-    residual = 0.0 if activations_outside_budget else _interpolate(rules["residual_gib"], mbt)
-    cudagraph = 0.0 if activations_outside_budget else float(rules["cudagraph_gib"])
+    if rules.get("residual_gib"):
+        residual = _interpolate(rules["residual_gib"], mbt)
+    else:
+        residual = rules["residual_base_gib"] + rules["residual_per_seq_gib"] * seqs
+    cudagraph = _interpolate(rules["cudagraph_gib"], capture)
+    if activations_outside_budget:
+        residual = cudagraph = 0.0
     kv_gib = gpu.total_gib * util - weights - residual - cudagraph
 
     block = engine.capacity["block_size"]
@@ -220,7 +226,7 @@ def estimate(
         vllm_version=version, kv_cache_dtype=kv_dtype, gpu_memory_utilization=util,
         max_num_batched_tokens=mbt, max_num_seqs=seqs, total_gib_per_gpu=gpu.total_gib,
         weights_gib_per_gpu=round(weights, 3), weights_source=weights_source, moe_kernel=kernel,
-        residual_gib_per_gpu=round(residual, 3), cudagraph_gib_per_gpu=cudagraph,
+        residual_gib_per_gpu=round(residual, 3), cudagraph_gib_per_gpu=round(cudagraph, 3),
         kv_cache_gib_per_gpu=round(max(kv_gib, 0.0), 3), kv_cache_blocks=blocks,
         blocks_per_request=per_request, kv_cache_tokens=blocks * block, max_concurrency=concurrency,
         max_model_len_that_fits=longest, fits=fits, reason=reason,

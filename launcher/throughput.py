@@ -30,7 +30,7 @@ def estimate(catalog: Catalog, model: str, gpu: str, count: int) -> Estimate:
     figures = [f for f in data["figures"] if f["model"] == model]
     exact = [f for f in figures if f["gpu"] == gpu and f["count"] == count]
     if exact:
-        f = exact[-1]  # later rows (our measurements) win
+        f = exact[0]  # measured rows come first in the file
         return Estimate(f["output_tokens_per_s"], f"{f['source']}, vLLM {f['vllm']}")
     bandwidth = catalog.gpus[gpu].bandwidth_gbps
     same_count = [f for f in figures if f["count"] == count]

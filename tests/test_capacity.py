@@ -76,7 +76,7 @@ def test_async_scheduling_doubles_the_window_reservation_from_0_26(cat):
 @pytest.mark.parametrize(
     "model, kernel, tp, observed",
     [("20b", "marlin", 1, 13.72), ("120b", "marlin", 1, 65.97), ("120b", "marlin", 2, 34.32),
-     ("120b", "triton", 1, 64.38)],
+     ("120b", "triton", 1, 61.43), ("20b", "triton", 1, 13.03)],
 )
 def test_computed_weights_agree_with_observed_loading(cat, model, kernel, tp, observed):
     import dataclasses
@@ -84,7 +84,7 @@ def test_computed_weights_agree_with_observed_loading(cat, model, kernel, tp, ob
     m = dataclasses.replace(cat.model(model), observed_weights_gib={})
     computed, source = capacity.weights_gib_per_gpu(m, cat.engine(), kernel, tp)
     assert source == "computed"
-    assert abs(computed - observed) / observed < 0.004
+    assert abs(computed - observed) / observed < (0.004 if kernel == "marlin" else 0.02)
 
 
 def test_checkpoint_size_follows_from_architecture(cat):
@@ -94,27 +94,38 @@ def test_checkpoint_size_follows_from_architecture(cat):
         assert abs(dense + experts - m.checkpoint_gib) < 0.01
 
 
-def test_bare_120b_on_one_h100_does_not_fit_but_the_recipe_does():
-    runner = CliRunner()
-    bare = runner.invoke(cli, ["capacity", "120b", "--gpu", "H100", "--bare", "--context", "32768"])
-    assert bare.exit_code == 1
-    assert "does not fit" in bare.output and "64.38 GiB" in bare.output
-    tuned = runner.invoke(cli, ["capacity", "120b", "--gpu", "H100", "--context", "32768", "--json"])
-    assert tuned.exit_code == 0
+def test_120b_on_one_h100_fits_bare_from_vllm_0_26_and_the_recipe_gets_more_kv():
+    # The reference's "runs out of memory" is 0.10-era (7.4 GiB activations); 0.26's measured footprint
+    # (61.43 GiB weights, ~3.1 GiB activations) leaves room, and the recipe's 0.95 leaves more.
     import json
 
+    runner = CliRunner()
+    bare = json.loads(runner.invoke(cli, ["capacity", "120b", "--gpu", "H100", "--bare", "--context", "32768",
+                                          "--json"]).output)
+    tuned = runner.invoke(cli, ["capacity", "120b", "--gpu", "H100", "--context", "32768", "--json"])
+    assert tuned.exit_code == 0
     doc = json.loads(tuned.output)
+    assert bare["fits"] is True and bare["gpu_memory_utilization"] == 0.92
     assert doc["fits"] is True and doc["gpu_memory_utilization"] == 0.95
+    assert doc["kv_cache_gib_per_gpu"] > bare["kv_cache_gib_per_gpu"]
     for key in ("model", "gpu", "count", "tensor_parallel_size", "max_model_len", "weights_gib_per_gpu",
                 "kv_cache_gib_per_gpu", "max_concurrency", "fits"):
         assert key in doc
 
 
+def test_weights_beyond_the_budget_do_not_fit_and_say_so():
+    result = CliRunner().invoke(cli, ["capacity", "120b", "--gpu", "L40S", "--context", "8192"])
+    assert result.exit_code == 1
+    assert "does not fit" in result.output and "exceed" in result.output and "44.42 GiB" in result.output
+
+
 def test_too_long_context_says_does_not_fit_with_numbers(cat):
-    cap = capacity.estimate(cat, cat.model("120b"), cat.gpu("L4"), 4, context=131072)
+    m, g = cat.model("120b"), cat.gpu("L40S")
+    cap = capacity.estimate(cat, m, g, 2, context=131072, vllm_version="0.10.2", gpu_memory_utilization=0.85)
     assert not cap.fits
     assert "KV blocks" in cap.reason and str(cap.max_model_len_that_fits) in cap.reason
-    fits = capacity.estimate(cat, cat.model("120b"), cat.gpu("L4"), 4, context=cap.max_model_len_that_fits)
+    fits = capacity.estimate(cat, m, g, 2, context=cap.max_model_len_that_fits, vllm_version="0.10.2",
+                             gpu_memory_utilization=0.85)
     assert fits.fits
 
 
@@ -141,3 +152,23 @@ def test_bad_input_is_one_line_exit_2_no_traceback(args, needle):
     assert needle in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "model, profile, printed, kv_gib",
+    [  # printed by vLLM 0.26.0 on an H200, max_model_len 131072 (benchmarks/gpu/records/*.json)
+        ("20b", "balanced", 33.02, 111.57),
+        ("20b", "bare", 33.12, 111.91),
+        ("20b", "latency", 33.72, 113.9),
+        ("120b", "balanced", 12.45, 63.08),
+        ("120b", "bare", 12.51, 63.42),
+    ],
+)
+def test_planner_matches_vllm_0_26_on_h200_within_2_percent(cat, model, profile, printed, kv_gib):
+    from launcher import recipes
+
+    m, g = cat.model(model), cat.gpu("H200")
+    options = {} if profile == "bare" else recipes.engine_options(cat.engine(), m, g, 1, profile)[0]
+    cap = capacity.estimate(cat, m, g, 1, context=131072, vllm_version="0.26.0", options=options)
+    assert abs(cap.max_concurrency / printed - 1) < 0.02
+    assert abs(cap.kv_cache_gib_per_gpu / kv_gib - 1) < 0.02
