@@ -9,7 +9,7 @@ count (profiles `balanced`, `throughput`) and twice it (profile `latency`), when
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from launcher import capacity

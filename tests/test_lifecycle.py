@@ -406,3 +406,20 @@ def test_status_joins_records_with_live_services_and_lists_unrecorded_gptoss_clu
     assert rows["gptoss-svc"]["endpoint"] == f"http://{openai_ok}"
     assert "no local record" in rows["gptoss-stray"]["state"]
     assert "someone-elses" not in rows
+
+
+def test_connection_for_a_cluster_carries_the_live_price_for_bench(openai_ok):
+    cat = catalog.load()
+    sky = RecordingSky(openai_ok)
+    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-priced"), progress=lambda m: None,
+                     ready_timeout=10)
+    sky.live_clusters["gptoss-priced"]["price_per_hour"] = 1.29
+    conn = lifecycle.connection_for("priced", client=sky)
+    assert conn.price_per_hour == 1.29 and conn.base_url == f"http://{openai_ok}"
+    assert conn.api_key == state.read_key(state.load("gptoss-priced").key_path)
+
+
+def test_plan_table_is_the_result_on_stdout(seeded):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["plan", "20b"])
+    assert result.exit_code == 0
+    assert "gpu_1x_a100_sxm4" in result.stdout and "Shown" in result.stderr

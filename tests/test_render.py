@@ -96,7 +96,7 @@ def test_run_script_branch_runs_exactly_the_printed_command():
     cat = catalog.load()
     deployment = render.committed_deployments(cat)["tasks/120b-any.sky.yaml"]
     config = render.render_config(cat, deployment)
-    for recipe, command in render.engine_commands(deployment):
+    for _, command in render.engine_commands(deployment):
         assert f"    {command} &\n" in config["run"]
 
 

@@ -39,7 +39,6 @@ def test_engine_flag_switches_the_whole_deployment():
 
 
 def test_latency_profile_uses_twice_the_gpus_and_a_small_batch():
-    cat = catalog.load()
     result = CliRunner(mix_stderr=False).invoke(
         cli, ["serve", "120b", "--engine", "sglang", "--profile", "latency", "--gpu", "H200:2", "--clouds", "shadeform",
               "--dryrun", "-y"])

@@ -9,6 +9,13 @@ import click
 from rich.console import Console
 
 stdout = Console(highlight=False, soft_wrap=True)
+
+
+def table_console() -> Console:
+    """A stdout console for result tables: terminal width on a TTY, else wide enough never to truncate."""
+    import sys
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False)
 
 

@@ -97,9 +97,9 @@ def render(check, engine_commands, root, no_validate, engine):
     if not no_validate:
         from launcher import skyapi
 
-        for path, text in rendered.items():
-            import yaml
+        import yaml
 
+        for text in rendered.values():
             config = yaml.safe_load(text)
             skyapi.task_from_config(config, secrets={name: "validation-only" for name in config["secrets"]})
     if check:

@@ -8,7 +8,8 @@ from rich.table import Table
 
 from launcher import catalog as catalog_mod
 from launcher import lifecycle, plan as plan_mod, render, state
-from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stderr, stdout
+from launcher.cli._common import (json_option, parse_gpu_spec, positive_int, print_json, stderr, stdout,
+                                  table_console)
 from launcher.errors import NoCloudError, UserError
 
 
@@ -67,7 +68,8 @@ def _money(value):
     return "-" if value is None else f"${value:.4f}".rstrip("0").rstrip(".")
 
 
-def _print_plan(result, top):
+def _print_plan(result, top, console=stderr):
+    """The priced table: the result of `plan` (stdout), context for `up`/`serve` (stderr)."""
     for note in result.notes:
         stderr.print(f"[dim]{note}[/]")
     table = Table(box=None, header_style="bold")
@@ -77,7 +79,7 @@ def _print_plan(result, top):
         table.add_row(f"{o.gpu}:{o.count}", o.cloud, o.region, o.instance_type, _money(o.price_per_hour),
                       f"{o.max_concurrency:.1f}x", str(o.max_model_len), f"{o.est_output_tokens_per_s:,.0f}",
                       _money(o.usd_per_million_output_tokens))
-    stderr.print(table)
+    console.print(table)
     stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers, ranked by "
                  f"{result.objective}. Tokens/s: catalogs/throughput.yaml (published and measured figures).[/]")
 
@@ -95,7 +97,7 @@ def plan(top, json_, **plan_args):
         return 0
     if not result.offers:
         raise UserError(f"no offer for {model} on {', '.join(result.clouds)}")
-    _print_plan(result, top)
+    _print_plan(result, top, console=table_console())
     return 0
 
 
@@ -269,7 +271,7 @@ def status(names, json_):
                       r.get("region") or "-", _money(r.get("price_per_hour")),
                       f"{(r.get('uptime_s') or 0) / 3600:.1f}h", _money(r.get("cost_so_far")),
                       r.get("endpoint") or "-")
-    stdout.print(table)
+    table_console().print(table)
     return 0
 
 
