@@ -40,7 +40,11 @@ Z = 2.0
 FLOOR_PP = 3.0  # percentage points
 PYTHON_ENV = "GPTOSS_SKY_EVALS_PYTHON"
 RESULT_MARKER = "GPTOSS_SKY_EVAL_RESULT "
-CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "evals.yaml"
+def _references_path() -> Path:
+    from launcher.catalog import catalog_dir  # the same lookup as every other catalog (checkout or wheel)
+
+    return catalog_dir() / "evals.yaml"
+
 DRIVER = Path(__file__).resolve().with_name("_evals_driver.py")
 
 
@@ -88,8 +92,9 @@ class References:
         return models[key][effort]
 
 
-def load_references(path: Path = CATALOG) -> References:
+def load_references(path: Path | None = None) -> References:
     """Read catalogs/evals.yaml; malformed content is a CatalogError naming the path."""
+    path = path or _references_path()
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
