@@ -7,11 +7,9 @@ import json
 import random
 
 import pytest
-from click.testing import CliRunner, Result
 from openai_server import API_KEY, MODEL, FakeServer
 
 from launcher import bench as bench_lib
-from launcher.cli import cli
 
 TTFT_S = 0.05
 ITL_S = 0.01
@@ -129,12 +127,6 @@ def test_prompts_are_about_the_requested_length_and_distinct() -> None:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def invoke(*args: str) -> Result:
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, list(args))
 
 
 def test_cli_json_has_the_documented_keys(server: FakeServer) -> None:
@@ -182,6 +174,7 @@ def test_cli_rejects_bad_concurrency() -> None:
 
 from launcher import rawstream  # noqa: E402
 from openai_server import unused_url  # noqa: E402
+from clitools import invoke  # noqa: E402
 
 
 def test_default_client_is_raw_and_httpx_stays_available(server: FakeServer) -> None:

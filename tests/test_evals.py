@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from openai_server import API_KEY, FakeServer
 
 from launcher import evals as evals_lib
-from launcher.cli import cli
 from launcher.errors import CatalogError, UserError
+from clitools import invoke  # noqa: E402
 
 FAKE_GPT_OSS = Path(__file__).parent / "fixtures" / "fake_gpt_oss"
 
@@ -115,12 +114,6 @@ def test_key_is_not_in_argv() -> None:
 # -- end to end through the CLI, with a stand-in gpt_oss package -----------------------------------
 
 
-def invoke(*args: str) -> Result:
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, list(args))
 
 
 @pytest.fixture

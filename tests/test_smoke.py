@@ -6,11 +6,10 @@ import json
 import time
 
 import pytest
-from click.testing import CliRunner, Result
 from openai_server import API_KEY, MODEL, FakeServer, unused_url
 
 from launcher import smoke as smoke_lib
-from launcher.cli import cli
+from clitools import invoke  # noqa: E402
 
 FAST = {"timeout": 1.0, "request_timeout": 2.0, "poll_interval": 0.05}
 
@@ -133,13 +132,6 @@ def test_schema_problems() -> None:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def invoke(*args: str) -> Result:
-    """stdout and stderr kept apart (click 8.1 needs mix_stderr=False; 8.2 always separates)."""
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, list(args))
 
 
 def test_cli_json_passes_and_prints_one_document(server: FakeServer) -> None:
