@@ -8,6 +8,8 @@
     - NoCloudError           no cloud is enabled in SkyPilot (run `sky check`)
     - UnknownDeploymentError a NAME that gptoss-sky did not launch
   + SkyError                 SkyPilot failed while launching, querying or tearing down (exit 1)
+    - NotFoundError          SkyPilot has no cluster/service of that name (already gone)
+    - LaunchFailedError      the node's setup or engine failed during a launch (carries the log tail)
   + EndpointError            an endpoint could not be reached or answered wrongly (exit 1)
 """
 
@@ -46,6 +48,14 @@ class UnknownDeploymentError(UserError):
 
 class SkyError(GptossSkyError):
     """SkyPilot raised while launching, querying or tearing down."""
+
+
+class NotFoundError(SkyError):
+    """SkyPilot has no cluster or service of that name: it never existed or is already torn down."""
+
+
+class LaunchFailedError(SkyError):
+    """A launch failed on the node (setup, job or engine exit); the message carries the cause and log tail."""
 
 
 class EndpointError(GptossSkyError):
