@@ -223,6 +223,30 @@ class SkyClient:
             sky.stream_and_get(sky.serve.down(service_name, purge=purge))
 
 
+    # --- the node's progress (contract shared by the live launch view and `logs`) -------------------
+
+    def job_status(self, cluster_name: str, job_id: int | None = None) -> str | None:
+        """SkyPilot's state of the cluster's job (latest when job_id is None), e.g. PENDING, SETTING_UP,
+        RUNNING, SUCCEEDED, FAILED, FAILED_SETUP, FAILED_DRIVER, CANCELLED; None when there is no job yet."""
+        raise NotImplementedError
+
+    def tail_logs(self, cluster_name: str, job_id: int | None = None, *, follow: bool = True,
+                  tail: int = 0) -> Iterator[str]:
+        """Lines of the cluster job's log (setup and run output, phase markers included), as they come.
+        Ends when the job ends (follow) or at the current end of the log (follow=False)."""
+        raise NotImplementedError
+
+    def serve_logs(self, service_name: str, replica_id: int, *, follow: bool = True,
+                   tail: int = 0) -> Iterator[str]:
+        """Lines of one SkyServe replica's log, as `tail_logs`."""
+        raise NotImplementedError
+
+    def enabled_infra(self) -> list[str]:
+        """Infra the API server can launch on, lower-case ('aws', 'kubernetes', 'ssh', ...), asked of the
+        server (so a remote team server works)."""
+        raise NotImplementedError
+
+
 def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], clouds: Sequence[str],
                                   snapshot_v8: str, runtime_dir: str) -> list[dict[str, Any]]:
     """Same as list_gpu_offers, read by SkyPilot from a bundled snapshot instead of its own cache.
