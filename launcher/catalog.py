@@ -125,6 +125,7 @@ class Engine:
     profiles: Mapping[str, Profile]
     default_profile: str
     capacity: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # /metrics family names per quantity
     notes: str = ""
 
     @property

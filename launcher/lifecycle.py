@@ -247,10 +247,17 @@ def _row(record: state.Record, live: dict | None, now: float) -> dict[str, Any]:
     price = (live or {}).get("price_per_hour") or record.price_per_hour
     launched = (live or {}).get("launched_at") or record.created
     uptime = max(0.0, now - launched) if live else 0.0
+    replicas = (live or {}).get("replicas") or []
+    priced = [r for r in replicas if r.get("price_per_hour")]
+    cost = round(price * uptime / 3600, 4) if price else None
+    if price is None and priced:  # a service: the sum of its replicas, each billed since it launched
+        price = sum(r["price_per_hour"] for r in priced)
+        cost = round(sum(r["price_per_hour"] * max(0.0, now - (r.get("launched_at") or launched)) / 3600
+                         for r in priced), 4)
     row = {"name": record.name, "kind": record.kind, "model": record.model, "gpus": record.gpus,
            "state": (live or {}).get("status") or record.state, "cloud": (live or {}).get("cloud"),
            "region": (live or {}).get("region"), "price_per_hour": price, "uptime_s": round(uptime),
-           "cost_so_far": round(price * uptime / 3600, 4) if price else None,
+           "cost_so_far": cost,
            "endpoint": None, "replicas": (live or {}).get("replicas")}
     if live and live.get("endpoint"):
         row["endpoint"] = normalize_endpoint(live["endpoint"])

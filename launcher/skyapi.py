@@ -133,6 +133,17 @@ def optimize(config: Mapping[str, Any], secrets: Mapping[str, str] | None = None
                 price_per_hour=best.get_cost(3600))
 
 
+def _replica_price(handle: Any) -> float | None:
+    """$/hour of one SkyServe replica's cluster, from the handle serve status returns (None without one)."""
+    resources = getattr(handle, "launched_resources", None)
+    if resources is None:
+        return None
+    try:
+        return float(resources.get_cost(3600)) * getattr(handle, "launched_nodes", 1)
+    except (AttributeError, TypeError, ValueError):  # a resources object without a priced instance
+        return None
+
+
 # --- calls that reach a cloud ---------------------------------------------------------------------
 
 class SkyClient:
@@ -210,7 +221,9 @@ class SkyClient:
             records = sky.get(sky.serve.status(list(names) if names else None))
         out = []
         for r in records:
-            replicas = [dict(id=x.get("replica_id"), status=str(getattr(x.get("status"), "value", x.get("status"))))
+            replicas = [dict(id=x.get("replica_id"), status=str(getattr(x.get("status"), "value", x.get("status"))),
+                             endpoint=x.get("endpoint"), launched_at=x.get("launched_at"),
+                             price_per_hour=_replica_price(x.get("handle")))
                         for x in r.get("replica_info", [])]
             out.append(dict(name=r.get("name"), status=str(getattr(r.get("status"), "value", r.get("status"))),
                             endpoint=r.get("endpoint"), replicas=replicas, uptime=r.get("uptime")))
