@@ -54,8 +54,9 @@ class Recipe:
         m, spec = self.model, self.engine.command
         argv = list(spec["program"])
         argv += [spec["model_flag"], m.hf_repo] if spec["model_flag"] else [m.hf_repo]
-        if not self.dummy_weights:
-            argv += [spec["revision_flag"], m.revision]
+        # Always the pinned revision, dummy weights too: setup's `hf download --revision` writes no refs/main,
+        # so under HF_HUB_OFFLINE=1 an unrevisioned lookup finds no snapshot.
+        argv += [spec["revision_flag"], m.revision]
         names = list(m.served_names) if spec.get("served_names_multiple") else [m.served_names[0]]
         argv += [spec["served_name_flag"], *names]
         argv += [spec["host_flag"], "0.0.0.0", spec["port_flag"], str(self.engine.port)]
@@ -71,11 +72,12 @@ class Recipe:
         return argv
 
     def engine_command(self, tp: str | int = TP_PLACEHOLDER) -> str:
-        """The command line, shell-quoted, with `$SKYPILOT_NUM_GPUS_PER_NODE` left for the shell."""
+        """The command line, shell-quoted, with `$SKYPILOT_NUM_GPUS_PER_NODE` (and `$HOME` in the key file's
+        path) left for the shell inside double quotes."""
         words = self.engine_argv(tp)
         auth = self.engine.api_key_config
-        unquoted = {TP_PLACEHOLDER, auth["path"] if auth else TP_PLACEHOLDER}
-        return " ".join(w if w in unquoted else shlex.quote(w) for w in words)
+        expanded = {TP_PLACEHOLDER, auth["path"] if auth else TP_PLACEHOLDER}
+        return " ".join(f'"{w}"' if w in expanded else shlex.quote(w) for w in words)
 
 
 def options_to_argv(options: Mapping[str, Any]) -> list[str]:

@@ -8,6 +8,7 @@ parser (skyapi.task_from_config). `generate_all` produces the committed tasks/ a
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +30,17 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENV.filters["tojson"] = lambda value: json.dumps(value)
+
+
+def case_glob(pattern: str) -> str:
+    """A catalog glob as a bash `case` pattern: every literal part shell-quoted, only `*` left active.
+
+    '*RTX 6000 Ada*' -> "*'RTX 6000 Ada'*" (unquoted, the space ends the pattern: a syntax error)."""
+    return "*".join(shlex.quote(part) if part else "" for part in pattern.split("*"))
+
+
+_ENV.filters["sh"] = lambda value: shlex.quote(str(value))
+_ENV.filters["case_glob"] = case_glob
 
 
 @dataclass(frozen=True)

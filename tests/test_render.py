@@ -49,8 +49,8 @@ def test_sglang_files_cover_hopper_and_blackwell_only_and_keep_the_key_off_argv(
     assert len([p for p in sglang if p.startswith("services/120b-")]) >= 3
     assert all(any(g in p for g in ("-h100", "-h200", "-b200", "-any")) for p in sglang)
     run = yaml.safe_load((ROOT / "tasks/120b-h200-sglang.sky.yaml").read_text())["run"]
-    assert "umask 077; printf 'api_key: \"%s\"\\n' \"$SGLANG_API_KEY\"" in run
-    assert "--config $HOME/gptoss-sky/sglang-auth.yaml" in run
+    assert "umask 077; printf 'api-key: \"%s\"\\n' \"$SGLANG_API_KEY\"" in run
+    assert '--config "$HOME/gptoss-sky/sglang-auth.yaml"' in run
     assert "--kv-cache-dtype fp8_e4m3" in run and "--tool-call-parser gpt-oss" in run
 
 
@@ -125,10 +125,14 @@ def test_image_option_renders_the_official_image_without_installing():
 
 
 def test_dummy_weights_render_load_format_dummy_and_skip_the_download():
+    # Regression: the run block served the repo without --revision while setup downloaded only the pinned
+    # revision (no refs/main), so the engine found no snapshot under HF_HUB_OFFLINE=1.
     cat = catalog.load()
     recipe = recipes.build(cat, cat.model("120b"), cat.gpu("H200"), 1, dummy_weights=True)
     config = render.render_config(cat, render.Deployment(name="x", recipes=(recipe,), service=True))
-    assert "--load-format dummy" in config["run"] and "--revision" not in config["run"]
+    assert "--load-format dummy" in config["run"]
+    assert f"--revision {recipe.model.revision}" in config["run"]
+    assert f"--revision {recipe.model.revision}" in config["setup"]
     assert "--include '*.json'" in config["setup"] and "--exclude 'original/*'" not in config["setup"]
     skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})
 

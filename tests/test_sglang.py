@@ -94,3 +94,80 @@ def test_every_vllm_flag_exists_in_the_pinned_vllm():
     known = _known_flags("vllm-0.32.0-flags.txt")
     assert "--cuda-graph-sizes" not in known and "--cuda-graph-capture-size" not in known
     assert emitted <= known, emitted - known
+
+
+def _sglang_config_merger():
+    """SGLang 0.5.23's own ConfigArgumentMerger, loaded from the installed wheel's file by path: the module
+    needs only argparse and yaml, while importing the sglang package would pull torch. CI installs the wheel
+    without dependencies (.ci/run)."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        dist = importlib.metadata.distribution("sglang")
+    except importlib.metadata.PackageNotFoundError:
+        raise AssertionError("sglang is not installed: pip install --no-deps sglang==0.5.23 (as .ci/run does)")
+    assert dist.version == "0.5.23", dist.version
+    path = dist.locate_file("sglang/srt/utils/server_args_config_parser.py")
+    spec = importlib.util.spec_from_file_location("sglang_config_merger", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ConfigArgumentMerger
+
+
+def _sglang_parser():
+    """An argparse parser with exactly SGLang 0.5.23's long options (tests/fixtures), each taking one value."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sglang.launch_server", add_help=False, exit_on_error=False)
+    for flag in sorted(_known_flags("sglang-0.5.23-flags.txt")):
+        if flag != "--config":
+            parser.add_argument(flag)
+    parser.add_argument("--config")
+    return parser
+
+
+def _written_key_file(tmp_path, key: str) -> "Path":
+    """Run the rendered run script's preamble (everything before the GPU check) with real bash."""
+    import os
+    import subprocess
+
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, engine="sglang")
+    run = render.render_config(cat, render.Deployment(name="gptoss-x", recipes=(recipe,)))["run"]
+    preamble = run[:run.index("GPU_NAME=")]
+    home = tmp_path / "home"
+    (home / "gptoss-sky" / "sglang-venv" / "bin").mkdir(parents=True)
+    (home / "gptoss-sky" / "sglang-venv" / "bin" / "activate").write_text("")
+    result = subprocess.run(["bash", "-c", preamble], capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"], "HOME": str(home), "SGLANG_API_KEY": key})
+    assert result.returncode == 0, result.stderr
+    assert key not in result.stdout + result.stderr
+    path = home / "gptoss-sky" / "sglang-auth.yaml"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    return path
+
+
+def test_sglang_reads_the_key_file_through_its_own_config_merger(tmp_path):
+    # Regression: the file said `api_key:`; SGLang's merger made that `--api_key`, which its parser rejects
+    # (printing the key into the job log).
+    key = "sk-test-0123456789abcdef"
+    path = _written_key_file(tmp_path, key)
+    merger = _sglang_config_merger()(_sglang_parser())
+    argv = merger.merge_config_with_args(["--model-path", "openai/gpt-oss-20b", "--config", str(path)])
+    assert argv == ["--api-key", key, "--model-path", "openai/gpt-oss-20b"]
+    assert _sglang_parser().parse_args(argv).api_key == key
+
+
+def test_the_old_key_spelling_is_what_sglang_rejects(tmp_path):
+    """The check above can fail: the pre-fix file goes through the same merger and parser and is refused."""
+    import argparse
+
+    import pytest
+
+    old = tmp_path / "old.yaml"
+    old.write_text('api_key: "sk-x"\n')
+    argv = _sglang_config_merger()(_sglang_parser()).merge_config_with_args(["--config", str(old)])
+    assert argv == ["--api_key", "sk-x"]
+    with pytest.raises((argparse.ArgumentError, SystemExit)):
+        _sglang_parser().parse_args(argv)
