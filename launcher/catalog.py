@@ -126,6 +126,7 @@ class Engine:
     default_profile: str
     capacity: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)  # /metrics family names per quantity
+    node_requirements: Mapping[str, Any] = field(default_factory=dict)  # cuda, min_driver, why
     notes: str = ""
 
     @property
@@ -266,3 +267,14 @@ def load(directory: str | None = None) -> Catalog:
             if gpu.generation in engine.supported_generations and gpu.generation not in engine.generations:
                 raise CatalogError(f"engines/{engine.engine}.yaml: no flags for generation {gpu.generation!r}")
     return catalog
+
+
+def load_images(directory: str | None = None) -> list[dict[str, Any]]:
+    """catalogs/images.yaml: the GPU machine images SkyPilot launches and the CUDA their driver runs."""
+    root = Path(directory) if directory else catalog_dir()
+    images = _read(root / "images.yaml").get("images", [])
+    for i, image in enumerate(images):
+        missing = {"cloud", "image", "cuda"} - set(image)
+        if missing:
+            raise CatalogError(f"images.yaml: images[{i}] lacks {', '.join(sorted(missing))}")
+    return images

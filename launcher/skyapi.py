@@ -115,6 +115,30 @@ def enabled_clouds() -> list[str]:
     return [str(c).lower() for c in clouds]
 
 
+def skypilot_version() -> str:
+    """The installed SkyPilot client's version."""
+    import sky
+
+    return str(sky.__version__)
+
+
+def api_server_info() -> dict[str, Any]:
+    """Where SkyPilot's API server is and how it answers /api/health, without starting one.
+
+    Returns url (password redacted), local (a server this machine starts itself), status (healthy,
+    unhealthy = not answering, version_mismatch, needs_auth), server_version, client_version, error."""
+    from sky.server import common
+
+    with map_sky_exceptions("asking the SkyPilot API server"), _quiet():
+        common.get_server_url.cache_clear()  # SkyPilot caches the URL per process; read today's config
+        url = common.get_server_url()
+        local = common.is_api_server_local(url)
+        info = common.get_api_server_status(url)
+    return dict(url=common.redact_url_password(url), local=bool(local), status=str(info.status.value),
+                server_version=info.version, client_version=skypilot_version(),
+                error=getattr(info, "error", None))
+
+
 def optimize(config: Mapping[str, Any], secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run SkyPilot's optimizer in-process on a task config; the resources it would launch first."""
     import sky

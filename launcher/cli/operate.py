@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from launcher import state
-from launcher.cli._common import positive_int
+from launcher.cli._common import json_option, positive_int, print_json, stdout
 
 
 @click.command("logs")
@@ -26,4 +26,39 @@ def logs(name, follow, replica, tail):
     return 0
 
 
-COMMANDS = [logs]
+_COLOUR = {"ok": "green", "warning": "yellow", "problem": "red"}
+
+
+@click.command("doctor")
+@click.option("--engine", type=click.Choice(["vllm", "sglang"]), default="vllm", show_default=True,
+              help="Whose driver needs to check.")
+@json_option
+def doctor(engine, json_):
+    """Check what a launch needs: SkyPilot and its API server, enabled infra, catalog age, the state
+    directory and key files, the engine's CUDA/driver needs. Exit 1 when something is a problem."""
+    from launcher import catalog as catalog_mod
+    from launcher import doctor as doctor_mod
+    from launcher import skyapi
+
+    eng = catalog_mod.load().engine(engine)
+    checks = doctor_mod.run(eng, lambda: _enabled_infra(skyapi))
+    if json_:
+        print_json([c.to_dict() for c in checks])
+    else:
+        for c in checks:
+            stdout.print(f"[{_COLOUR[c.level]}]{c.level:>7}[/]  [bold]{c.name}[/]: {c.detail}", markup=True)
+            if c.fix and c.level != "ok":
+                stdout.print(f"{'':>9}fix: {c.fix}", markup=False)
+    return 1 if any(c.level == "problem" for c in checks) else 0
+
+
+def _enabled_infra(skyapi):
+    """Asked of the API server (SkyClient.enabled_infra); SkyPilot's cached `sky check` result until the
+    seam implements it."""
+    try:
+        return skyapi.SkyClient().enabled_infra()
+    except NotImplementedError:
+        return skyapi.enabled_clouds()
+
+
+COMMANDS = [logs, doctor]
