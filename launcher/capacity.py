@@ -166,7 +166,7 @@ def estimate(
         raise UserError(f"GPU count {count} cannot be a tensor-parallel size; use one of {VALID_TP}")
     max_len = context if context is not None else arch.max_position_embeddings
     if not 0 < max_len <= arch.max_position_embeddings:
-        raise UserError(f"context {max_len} is out of range; allowed 1..{arch.max_position_embeddings}")
+        raise UserError(f"--context {max_len} is out of range; allowed 1..{arch.max_position_embeddings}")
     if gpu.generation not in engine.supported_generations:
         raise UserError(f"{gpu.name} ({gpu.generation}) is not supported by vLLM for gpt-oss")
 
@@ -181,6 +181,13 @@ def estimate(
             raise UserError(f"{label} must be positive, got {value}")
     if not 0 < util <= 1:
         raise UserError(f"gpu-memory-utilization must be in (0, 1], got {util}")
+    # vLLM's SchedulerConfig.verify_max_model_len (vllm/config/scheduler.py) refuses to start otherwise.
+    if mbt < seqs:
+        raise UserError(f"--max-num-batched-tokens {mbt} is below --max-num-seqs {seqs}: vLLM {version} refuses to "
+                        f"start; allowed: at least {seqs} (or a lower --max-num-seqs)")
+    if options.get("enable_chunked_prefill") is False and mbt < max_len:
+        raise UserError(f"--max-num-batched-tokens {mbt} is below --context {max_len} with chunked prefill off: "
+                        f"vLLM {version} refuses to start; allowed: at least {max_len}")
     if kv_dtype not in ("auto", "fp8"):
         raise UserError(f"kv-cache-dtype {kv_dtype!r} is not modelled; use auto or fp8")
 

@@ -61,6 +61,7 @@ class Model:
     architecture: Architecture
     observed_weights_gib: Mapping[str, Mapping[int, float]]
     startup_seconds: int
+    min_context: int = 2048  # shortest --context a deployment may serve (models.yaml says why)
 
     @property
     def short(self) -> str:

@@ -1,14 +1,17 @@
-"""Prices and ranks every fitting recipe: one Offer per (GPU, count, cloud, region, instance type).
+"""Prices and ranks every fitting recipe: one Offer per (GPU, count, cloud), or per region with --all-regions.
 
 Prices come from SkyPilot's own catalog reader, on SkyPilot's cached catalog files for every cloud that
-has one; clouds that have none (offline, never fetched) are read from the snapshot bundled in
-catalogs/prices/, and the plan says so with the snapshot's date. Nothing here launches anything.
+has one; clouds that have none (offline, never fetched) are read, in this process, from the snapshot
+bundled in catalogs/prices/ (parsed once, then cached), and the plan says so with the snapshot's date.
+Infra with no price list (Kubernetes, SSH node pools, clouds with no catalog) is offered unpriced, after
+the priced offers. Nothing here launches anything.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 from launcher import recipes as recipes_mod
@@ -28,7 +31,7 @@ class Offer:
     cloud: str
     region: str
     instance_type: str
-    price_per_hour: float
+    price_per_hour: float | None  # None: no price is known for this infra (price_note says why)
     spot: bool
     max_concurrency: float
     max_model_len: int
@@ -37,6 +40,7 @@ class Offer:
     throughput_basis: str
     price_source: str
     recipe: Recipe = field(repr=False, compare=False)
+    price_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -56,43 +60,160 @@ class Plan:
     notes: tuple[str, ...]
     objective: str
     no_cloud_enabled: bool = False  # priced every catalog cloud because SkyPilot has none enabled
+    all_regions: bool = False  # one offer per region and instance type, not per (GPU, count, cloud)
+
+
+# Why an infra has no price, shown in `plan` (anything else: no catalog in SkyPilot's cache or the snapshot).
+UNPRICED_WHY = {
+    "kubernetes": "Kubernetes has no price list (SkyPilot counts it $0 unless kubernetes.pricing is set); "
+                  "the cluster's GPUs are matched at launch",
+    "ssh": "an SSH node pool is your own machines: no price list; its GPUs are matched at launch",
+}
+NO_SPOT = ("kubernetes", "ssh")  # infra SkyPilot never launches spot instances on
+
+
+def snapshot_folder() -> Path:
+    return catalog_dir() / "prices" / "v8"
+
+
+def snapshot_clouds() -> list[str]:
+    """Clouds the bundled snapshot prices (a folder with vms.csv)."""
+    folder = snapshot_folder()
+    return sorted(p.parent.name for p in folder.glob("*/vms.csv")) if folder.is_dir() else []
+
+
+def check_infra(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[str] | None, tuple | None]:
+    """Validate --clouds / --infra with SkyPilot's own registry and infra parser (no pricing, no request).
+
+    Returns (canonical cloud names or None, (cloud, region, zone) or None); UserError names what is allowed.
+    """
+    if clouds is not None and infra:
+        raise UserError("give --clouds or --infra, not both (--infra pins one cloud, --clouds several)")
+    pin = skyapi.parse_infra(infra) if infra else None
+    if clouds is None:
+        return None, pin
+    if not clouds:
+        raise UserError("--clouds is empty; give cloud names separated by commas, e.g. --clouds aws,gcp")
+    names, unknown = [], []
+    for cloud in clouds:
+        canonical = skyapi.canonical_infra(cloud)
+        if canonical is None:
+            unknown.append(cloud)
+        elif canonical not in names:
+            names.append(canonical)
+    if unknown:
+        raise UserError(f"--clouds: unknown cloud(s) {', '.join(unknown)}; SkyPilot knows: "
+                        f"{', '.join(skyapi.known_infra())}")
+    return names, pin
 
 
 def resolve_clouds(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[str], list[str]]:
-    """(clouds to price, notes). --infra/--clouds win; else SkyPilot's enabled clouds; else all."""
-    if infra:
-        cloud = infra.split("/")[0].lower()
-        clouds = [cloud]
-    if clouds:
-        unknown = [c for c in clouds if c.lower() not in skyapi.PRICED_CLOUDS]
-        if unknown:
-            raise UserError(f"cannot price cloud(s) {', '.join(unknown)}; priced clouds: "
-                            f"{', '.join(skyapi.PRICED_CLOUDS)}")
-        return [c.lower() for c in clouds], []
-    enabled = [c for c in skyapi.enabled_clouds() if c in skyapi.PRICED_CLOUDS]
+    """(infra to plan on, notes). --infra/--clouds win; else SkyPilot's enabled infra; else the snapshot's."""
+    names, pin = check_infra(clouds, infra)
+    if pin:
+        return [pin[0]], []
+    if names:
+        return names, []
+    enabled = list(dict.fromkeys(skyapi.enabled_clouds()))
     if enabled:
-        return enabled, [f"clouds enabled in SkyPilot: {', '.join(enabled)}"]
-    return list(skyapi.PRICED_CLOUDS), [
+        return enabled, [f"infra enabled in SkyPilot: {', '.join(enabled)}"]
+    return snapshot_clouds(), [
         "no cloud is enabled in SkyPilot (run `sky check`); showing every cloud in the catalog"]
 
 
-def _rows(gpus: Sequence[Gpu], clouds: Sequence[str]) -> tuple[list[dict], list[str]]:
-    names = sorted({n for g in gpus for n in g.catalog_names})
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+_ROW_TYPES = {"cloud": str, "region": str, "instance_type": str, "accelerator_name": str,
+              "accelerator_count": float, "price": float}
+
+
+def _valid_rows(rows: Any) -> bool:
+    """A cache entry is trusted only if every row has the shape the reader returns."""
+    if not isinstance(rows, list):
+        return False
+    for row in rows:
+        if not isinstance(row, dict):
+            return False
+        for key, kind in _ROW_TYPES.items():
+            value = row.get(key)
+            if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
+                return False
+        if not (row.get("spot_price") is None or isinstance(row.get("spot_price"), (int, float))):
+            return False
+    return True
+
+
+def _snapshot_rows(names: Sequence[str], clouds: Sequence[str]) -> list[dict]:
+    """Snapshot rows for these clouds, read by SkyPilot's reader once and then from a parsed cache.
+
+    The cache ($GPTOSS_SKY_HOME/cache/price-snapshot.json) is keyed by the snapshot files' SHA-256, the
+    accelerator names and SkyPilot's version; an entry that is missing, corrupt, half-written or stale is
+    read again from the snapshot and the cache rewritten atomically. A cache that cannot be written is
+    only slower, never an error.
+    """
+    import json
+
+    folder = snapshot_folder()
+    key = {"format": 1, "sky": skyapi.sky_version(), "names": sorted(names)}
+    try:
+        path: Path | None = state.home() / "cache" / "price-snapshot.json"
+    except (OSError, UserError):  # an unusable GPTOSS_SKY_HOME: no cache, still a plan
+        path = None
+    try:
+        cached = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):  # missing, unreadable, truncated or not JSON: rebuilt below
+        cached = {}
+    if not isinstance(cached, dict) or cached.get("key") != key or not isinstance(cached.get("clouds"), dict):
+        cached = {}
+    entries = dict(cached.get("clouds") or {}) if cached else {}
+    rows: list[dict] = []
+    changed = False
+    for cloud in clouds:
+        digest = _sha256(folder / cloud / "vms.csv")
+        entry = entries.get(cloud)
+        if not (isinstance(entry, dict) and entry.get("sha256") == digest and _valid_rows(entry.get("rows"))):
+            entry = {"sha256": digest,
+                     "rows": skyapi.list_gpu_offers_from_snapshot(names, cloud, str(folder))}
+            entries[cloud] = entry
+            changed = True
+        rows += entry["rows"]
+    if changed and path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "clouds": entries}))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return rows
+
+
+def _rows(names: Sequence[str], clouds: Sequence[str]) -> tuple[list[dict], list[str], list[str]]:
+    """(priced rows, infra with no price anywhere, notes)."""
     live = [c for c in clouds if os.path.exists(skyapi.real_catalog_path(c))]
     offline = [c for c in clouds if c not in live]
+    have = [c for c in offline if c in snapshot_clouds()]
+    unpriced = [c for c in offline if c not in have]
     rows, notes = [], []
     for row in skyapi.list_gpu_offers(names, live) if live else []:
         rows.append(dict(row, source="skypilot catalog"))
-    if offline:
-        snapshot = catalog_dir() / "prices" / "v8"
-        have = [c for c in offline if (snapshot / c / "vms.csv").is_file()]
-        if have:
-            runtime = state.home() / "cache" / f"snapshot-{SNAPSHOT_DATE}"
-            for row in skyapi.list_gpu_offers_from_snapshot(names, have, str(snapshot), str(runtime)):
-                rows.append(dict(row, source=f"bundled snapshot {SNAPSHOT_DATE}"))
-            notes.append(f"prices for {', '.join(have)} from the bundled catalog snapshot of {SNAPSHOT_DATE} "
-                         "(SkyPilot has no cached catalog for them; `sky check` and a launch refresh it)")
-    return rows, notes
+    if have:
+        for row in _snapshot_rows(names, have):
+            rows.append(dict(row, source=f"bundled snapshot {SNAPSHOT_DATE}"))
+        notes.append(f"prices for {', '.join(have)} from the bundled catalog snapshot of {SNAPSHOT_DATE} "
+                     "(SkyPilot has no cached catalog for them; `sky check` and a launch refresh it)")
+    for cloud in unpriced:
+        notes.append(f"{cloud}: price unknown: {_why_unpriced(cloud)}")
+    return rows, unpriced, notes
+
+
+def _why_unpriced(cloud: str) -> str:
+    return UNPRICED_WHY.get(cloud, f"no {cloud} price list in SkyPilot's cache or the bundled snapshot "
+                                   "(a launch fetches it); SkyPilot's optimizer decides at launch")
 
 
 def candidate_recipes(catalog: Catalog, model: Model, gpu_specs: Sequence[tuple[Gpu, int | None]],
@@ -145,45 +266,60 @@ def _profile_counts(catalog: Catalog, model: Model, gpu: Gpu, profile: str, cont
 def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int | None]] = (),
           clouds: Sequence[str] | None = None, infra: str | None = None, spot: bool = False,
           context: int | None = None, profile: str | None = None, optimize: str = "cost",
-          dummy_weights: bool = False, engine: str = "vllm", tool_server: str | None = None) -> Plan:
+          dummy_weights: bool = False, engine: str = "vllm", tool_server: str | None = None,
+          all_regions: bool = False) -> Plan:
+    """Price every fitting recipe on the infra asked for (or enabled).
+
+    One offer per GPU kind, count and cloud (its cheapest region), or every region with `all_regions`.
+    Infra with no price (Kubernetes, SSH pools, clouds with no catalog) gets one unpriced offer per recipe,
+    ranked after every priced one; SkyPilot's optimizer decides among them at launch.
+    """
     if optimize not in OBJECTIVES:
         raise UserError(f"unknown objective {optimize!r}; choose one of: {', '.join(OBJECTIVES)}")
     recipes = candidate_recipes(catalog, model, gpu_specs, profile, context, dummy_weights, engine, tool_server)
     cloud_list, notes = resolve_clouds(clouds, infra)
-    region = infra.split("/")[1] if infra and "/" in infra else None
-    rows, price_notes = _rows([r.gpu for r in recipes], cloud_list)
-    best: dict[tuple, Offer] = {}
+    pin = skyapi.parse_infra(infra) if infra else None
+    region = pin[1] if pin else None
+    names = sorted({n for g in catalog.gpus.values() for n in g.catalog_names})  # one cache for every plan
+    rows, unpriced, price_notes = _rows(names, cloud_list)
+    offers: list[Offer] = []
     for recipe in recipes:
         estimate = throughput.estimate(catalog, model.name, recipe.gpu.name, recipe.count)
+
+        def offer(cloud: str, where: str, instance: str, price: float | None, source: str, note: str = "") -> Offer:
+            return Offer(
+                gpu=recipe.gpu.name, count=recipe.count, cloud=cloud, region=where, instance_type=instance,
+                price_per_hour=price, spot=spot, max_concurrency=recipe.capacity.max_concurrency,
+                max_model_len=recipe.max_model_len, est_output_tokens_per_s=estimate.output_tokens_per_s,
+                usd_per_million_output_tokens=None if price is None else throughput.usd_per_million_output_tokens(
+                    price, estimate.output_tokens_per_s),
+                throughput_basis=estimate.basis, price_source=source, recipe=recipe, price_note=note,
+            )
+
         for row in rows:
             if catalog.gpu_for_catalog_name(row["accelerator_name"]) is not recipe.gpu:
                 continue
             if row["accelerator_count"] != recipe.count or (region and row["region"] != region):
                 continue
             price = row["spot_price"] if spot else row["price"]
-            if price is None:
-                continue
-            offer = Offer(
-                gpu=recipe.gpu.name, count=recipe.count, cloud=row["cloud"], region=row["region"],
-                instance_type=row["instance_type"], price_per_hour=price, spot=spot,
-                max_concurrency=recipe.capacity.max_concurrency, max_model_len=recipe.max_model_len,
-                est_output_tokens_per_s=estimate.output_tokens_per_s,
-                usd_per_million_output_tokens=throughput.usd_per_million_output_tokens(
-                    price, estimate.output_tokens_per_s),
-                throughput_basis=estimate.basis, price_source=row["source"], recipe=recipe,
-            )
-            key = (offer.cloud, offer.region, offer.instance_type)
-            if key not in best or offer.price_per_hour < best[key].price_per_hour:
-                best[key] = offer
+            if price is not None:
+                offers.append(offer(row["cloud"], row["region"], row["instance_type"], price, row["source"]))
+        for cloud in unpriced:
+            if not (spot and cloud in NO_SPOT):
+                offers.append(offer(cloud, region or "-", "-", None, "none", _why_unpriced(cloud)))
     if optimize == "cost":
         def order(o: Offer) -> tuple:
-            return (o.price_per_hour, -o.max_concurrency, o.cloud, o.region, o.instance_type)
+            return (o.price_per_hour is None, o.price_per_hour or 0.0, -o.max_concurrency, o.cloud, o.region,
+                    o.instance_type)
     else:
         def order(o: Offer) -> tuple:
             per_token = o.usd_per_million_output_tokens
-            return (per_token if per_token is not None else float("inf"), o.price_per_hour, o.cloud,
-                    o.region, o.instance_type)
-    offers = tuple(sorted(best.values(), key=order))
+            return (o.price_per_hour is None, per_token if per_token is not None else float("inf"),
+                    o.price_per_hour or 0.0, o.cloud, o.region, o.instance_type)
+    best: dict[tuple, Offer] = {}
+    for o in sorted(offers, key=order):
+        key = (o.cloud, o.region, o.instance_type, o.gpu, o.count) if all_regions else (o.gpu, o.count, o.cloud)
+        best.setdefault(key, o)
     no_cloud = any(n.startswith("no cloud is enabled") for n in notes)
-    return Plan(model.name, offers, tuple(recipes), tuple(cloud_list), tuple(notes + price_notes), optimize,
-                no_cloud)
+    return Plan(model.name, tuple(sorted(best.values(), key=order)), tuple(recipes), tuple(cloud_list),
+                tuple(notes + price_notes), optimize, no_cloud, all_regions)

@@ -13,7 +13,7 @@ import contextlib
 import copy
 from typing import Any, Iterator, Mapping, Sequence
 
-from launcher.errors import NoCloudError, RenderError, SkyError
+from launcher.errors import NoCloudError, RenderError, SkyError, UserError
 
 
 @contextlib.contextmanager
@@ -284,35 +284,104 @@ class SkyClient:
         raise NotImplementedError
 
 
-def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], clouds: Sequence[str],
-                                  snapshot_v8: str, runtime_dir: str) -> list[dict[str, Any]]:
-    """Same as list_gpu_offers, read by SkyPilot from a bundled snapshot instead of its own cache.
+def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
+                                  snapshot_v8: str) -> list[dict[str, Any]]:
+    """Same as list_gpu_offers for one cloud, read by SkyPilot from a bundled snapshot folder.
 
-    SkyPilot fixes its catalog folder at import, so this runs in a child interpreter whose
-    SKY_RUNTIME_DIR holds a copy of the snapshot (no .md5 beside it: SkyPilot never refreshes it).
+    In-process (no second interpreter importing SkyPilot again): a private copy of SkyPilot's catalog
+    module for `cloud` is executed while SkyPilot's catalog folder points at `snapshot_v8`, so its own
+    reader (`read_catalog`, `list_accelerators`, GCP's host-VM pricing) reads the snapshot files. The
+    snapshot has no `.meta/*.md5`, so SkyPilot treats it as user-modified and never fetches over it;
+    sys.modules and SkyPilot's own catalog folder are left as they were.
     """
-    import json
-    import os
-    import shutil
-    import subprocess
-    import sys
+    import importlib.util
+    import math
+    import re
 
-    target = os.path.join(runtime_dir, ".sky", "catalogs", "v8")
-    if not os.path.isdir(target):
-        shutil.copytree(snapshot_v8, target)
-    env = dict(os.environ, SKY_RUNTIME_DIR=runtime_dir, SKYPILOT_DISABLE_LOCAL_API_SERVER="1")
-    request = json.dumps({"names": list(accelerator_names), "clouds": list(clouds)})
-    done = subprocess.run([sys.executable, "-m", "launcher.skyapi"], input=request, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SkyError(f"reading the bundled price snapshot failed: {tail}")
-    return json.loads(done.stdout)
+    from sky.catalog import common
+
+    pattern = "^(?:" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
+    where = f"{snapshot_v8}/{cloud}/vms.csv"
+    saved = common._ABSOLUTE_VERSIONED_CATALOG_DIR  # pylint: disable=protected-access
+    common._ABSOLUTE_VERSIONED_CATALOG_DIR = snapshot_v8  # pylint: disable=protected-access
+    try:
+        spec = importlib.util.find_spec(f"sky.catalog.{cloud}_catalog")
+        if spec is None or spec.loader is None:
+            raise SkyError(f"SkyPilot {_sky_version()} has no catalog reader for {cloud}")
+        module = importlib.util.module_from_spec(spec)
+        with _quiet():
+            spec.loader.exec_module(module)
+            found = module.list_accelerators(gpus_only=True, name_filter=pattern, region_filter=None,
+                                             quantity_filter=None, case_sensitive=False, all_regions=True,
+                                             require_price=True)
+    except SkyError:
+        raise
+    except Exception as exc:  # pandas/CSV errors come as many types; say which file, never a class name
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable or incomplete file"
+        raise SkyError(f"cannot read the bundled price snapshot {where}: {detail}") from exc
+    finally:
+        common._ABSOLUTE_VERSIONED_CATALOG_DIR = saved  # pylint: disable=protected-access
+    rows = []
+    for infos in found.values():
+        for info in infos:
+            spot = info.spot_price
+            rows.append(dict(
+                cloud=cloud, region=info.region, instance_type=info.instance_type,
+                accelerator_name=info.accelerator_name, accelerator_count=float(info.accelerator_count),
+                price=float(info.price),
+                spot_price=None if spot is None or (isinstance(spot, float) and math.isnan(spot)) or spot <= 0
+                else float(spot),
+            ))
+    return [r for r in rows if not math.isnan(r["price"])]
 
 
-if __name__ == "__main__":  # child process of list_gpu_offers_from_snapshot
-    import json
-    import sys
+def known_infra() -> list[str]:
+    """Every cloud/infra name SkyPilot can launch on (lower-case), from its own cloud registry."""
+    from sky.utils import registry
 
-    args = json.loads(sys.stdin.read())
-    print(json.dumps(list_gpu_offers(args["names"], args["clouds"])))
+    return sorted(str(name).lower() for name in registry.CLOUD_REGISTRY)
+
+
+def parse_infra(text: str) -> tuple[str, str | None, str | None]:
+    """`--infra` as SkyPilot's own parser reads it: (cloud, region or k8s context or ssh pool, zone).
+
+    The cloud part must name infra SkyPilot knows (aliases such as k8s are resolved); UserError otherwise.
+    """
+    from sky.utils import infra_utils
+
+    allowed = "CLOUD[/REGION[/ZONE]], kubernetes[/CONTEXT] or ssh/POOL"
+    try:
+        info = infra_utils.InfraInfo.from_str(text.strip())
+    except Exception as exc:  # SkyPilot's parser raises ValueError and friends
+        raise UserError(f"--infra {text!r}: {str(exc).strip() or 'not understood'}; use {allowed}") from None
+    if info is None or not info.cloud:
+        raise UserError(f"--infra {text!r} names no cloud; use {allowed}")
+    cloud = canonical_infra(info.cloud)
+    if cloud is None:
+        raise UserError(f"--infra {text!r}: unknown infra {info.cloud!r}; SkyPilot knows: "
+                        f"{', '.join(known_infra())}")
+    return cloud, info.region, info.zone
+
+
+def canonical_infra(name: str) -> str | None:
+    """'K8s' -> 'kubernetes'; None when SkyPilot knows no such cloud."""
+    from sky.utils import registry
+
+    try:
+        cloud = registry.CLOUD_REGISTRY.from_str(name.strip())
+    except Exception:  # SkyPilot raises ValueError for unknown names in some versions
+        return None
+    return str(cloud).lower() if cloud is not None else None
+
+
+def _sky_version() -> str:
+    import sky
+
+    return str(sky.__version__)
+
+
+def sky_version() -> str:
+    """SkyPilot's version (part of the price cache's key: another reader may read rows differently)."""
+    return _sky_version()
+
+

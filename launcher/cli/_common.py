@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Callable
 
 import click
@@ -11,11 +13,13 @@ from rich.console import Console
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def table_console() -> Console:
-    """A stdout console for result tables: terminal width on a TTY, else wide enough never to truncate."""
+def table_console(piped_width: int = 200) -> Console:
+    """A stdout console for result tables: terminal width on a TTY, else `piped_width` columns."""
     import sys
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else piped_width)
+
+
 stderr = Console(stderr=True, highlight=False)
 
 
@@ -34,18 +38,94 @@ def positive_int(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def positive_number(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Seconds, rates, targets: a finite number above zero."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise click.BadParameter(f"must be a number above 0, got {value}")
+    return value
+
+
+def non_negative_number(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Prices: a finite number, zero allowed (hardware you already own)."""
+    if value is not None and not (value >= 0 and math.isfinite(value)):
+        raise click.BadParameter(f"must be a number of at least 0, got {value}")
+    return value
+
+
+def non_negative_int(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must be 0 or more, got {value}")
+    return value
+
+
+_HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+
+
+def check_host_port(text: str, *, port_required: bool = True) -> tuple[str, int | None]:
+    """'host:port' -> (host, port), or ValueError saying what is allowed (hostname or IPv4, port 1-65535)."""
+    host, sep, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if not sep and port_required:
+        raise ValueError(f"{text!r} has no port: use HOST:PORT")
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or IPv4 address")
+    if not sep:
+        return host, None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def endpoint_url(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--endpoint: http(s)://HOST[:PORT][/PATH] or HOST:PORT, checked before any request is sent."""
+    if value is None:
+        return value
+    from urllib.parse import urlsplit
+
+    allowed = "use http://HOST:PORT, https://HOST[:PORT] or HOST:PORT"
+    text = value.strip()
+    if "://" not in text:
+        try:
+            check_host_port(text.rstrip("/"))
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}; {allowed}") from None
+        return f"http://{text}"
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise click.BadParameter(f"{value!r}: scheme {parts.scheme!r} is not supported; {allowed}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: the port must be a number from 1 to 65535; {allowed}") from None
+    host = parts.hostname or ""
+    if not host or (not _HOST.fullmatch(host) and not _is_ipv6(host)) or port == 0:
+        raise click.BadParameter(f"{value!r}: no valid host; {allowed}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise click.BadParameter(f"{value!r}: no credentials, query or fragment in the URL; {allowed}")
+    return text
+
+
+def _is_ipv6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
 def parse_gpu_spec(catalog: Any, spec: str) -> tuple[Any, int | None]:
     """'H100', 'h100:2' -> (Gpu, count or None). Raises UserError naming what is allowed."""
     from launcher.errors import UserError
 
-    name, _, count_text = spec.partition(":")
-    gpu = catalog.gpu(name)
-    if not count_text:
-        return gpu, None
+    from launcher.errors import CatalogError
+
+    name, colon, count_text = spec.partition(":")
     try:
-        count = int(count_text)
-    except ValueError:
-        raise UserError(f"GPU count in {spec!r} must be an integer (1, 2, 4 or 8)") from None
-    if count <= 0:
-        raise UserError(f"GPU count in {spec!r} must be positive (1, 2, 4 or 8)")
-    return gpu, count
+        gpu = catalog.gpu(name)
+    except CatalogError as exc:
+        raise CatalogError(f"--gpu {spec!r}: {exc}") from None
+    if not colon:
+        return gpu, None
+    if not count_text.isdigit() or int(count_text) not in (1, 2, 4, 8):
+        raise UserError(f"GPU count in --gpu {spec!r} must be 1, 2, 4 or 8 (a tensor-parallel size)")
+    return gpu, int(count_text)

@@ -10,21 +10,21 @@ from rich.table import Table
 
 from launcher import catalog as catalog_mod
 from launcher import lifecycle, plan as plan_mod, render, state
-from launcher.cli._common import (json_option, parse_gpu_spec, positive_int, print_json, stderr, stdout,
-                                  table_console)
+from launcher.cli._common import (check_host_port, json_option, non_negative_int, parse_gpu_spec,
+                                  positive_int, positive_number, print_json, stderr, stdout, table_console)
 from launcher.errors import NoCloudError, UserError
 
 
 def _tool_server(ctx, param, value):
-    """`demo`, or a comma-separated list of HOST:PORT MCP tool servers."""
-    import re
-
+    """`demo`, or a comma-separated list of HOST:PORT MCP tool servers (port 1-65535)."""
     if value is None or value == "demo":
         return value
-    parts = value.split(",")
-    if not all(re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", p) for p in parts):
-        raise click.BadParameter(f"{value!r}: use 'demo' or HOST:PORT[,HOST:PORT...]")
-    return value
+    for part in value.split(","):
+        try:
+            check_host_port(part.strip())
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}; use 'demo' or HOST:PORT[,HOST:PORT...]") from None
+    return ",".join(p.strip() for p in value.split(","))
 
 
 def plan_options(func):
@@ -32,8 +32,9 @@ def plan_options(func):
     options = [
         click.argument("model"),
         click.option("--gpu", "gpus", multiple=True, metavar="GPU[:N]", help="Only these GPUs (repeatable)."),
-        click.option("--clouds", help="Price exactly these clouds, comma-separated (enabled or not)."),
-        click.option("--infra", metavar="CLOUD[/REGION]", help="Pin one cloud (and region)."),
+        click.option("--clouds", help="Plan on exactly these clouds/infra, comma-separated (enabled or not)."),
+        click.option("--infra", metavar="INFRA",
+                     help="Pin one infra: CLOUD[/REGION[/ZONE]], kubernetes[/CONTEXT] or ssh/POOL."),
         click.option("--spot", is_flag=True, help="Spot prices and spot instances."),
         click.option("--context", type=int, callback=positive_int, help="max_model_len to serve."),
         click.option("--profile", type=click.Choice(["balanced", "latency", "throughput"]), default="balanced",
@@ -53,53 +54,86 @@ def plan_options(func):
     return func
 
 
-def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights):
-    """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
+def _resolve(model, gpus, clouds, infra, context, engine, tool_server, **_):
+    """Every name and option checked before any pricing: (catalog, model, GPU specs, cloud list).
+
+    Bad input fails here in well under a second, as one line naming the option and what is allowed.
+    """
     catalog = catalog_mod.load()
     m = catalog.model(model)
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
-    cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds else None
+    if context is not None:
+        top = m.architecture.max_position_embeddings
+        if not m.min_context <= context <= top:
+            raise UserError(f"--context {context} is out of range for {m.name}: allowed {m.min_context}..{top} "
+                            "tokens")
+    cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds is not None else None
+    plan_mod.check_infra(cloud_list, infra)
+    if tool_server and not catalog.engine(engine).command.get("tool_server_flag"):
+        raise UserError(f"--tool-server is not supported by --engine {engine}")
+    return catalog, m, specs, cloud_list
+
+
+def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights,
+          all_regions=False):
+    """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
+    catalog, m, specs, cloud_list = _resolve(model, gpus, clouds, infra, context, engine, tool_server)
     with stderr.status("Pricing offers with SkyPilot's catalog..."):
         result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
                                 context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights,
-                                engine=engine, tool_server=tool_server)
+                                engine=engine, tool_server=tool_server, all_regions=all_regions)
     return catalog, m, result
 
 
-def _money(value):
-    return "-" if value is None else f"${value:.4f}".rstrip("0").rstrip(".")
+def _money(value, decimals=2):
+    """Dollars with a fixed number of decimals (cents for $/hour and costs, 3 for $ per 1M tokens)."""
+    return "-" if value is None else f"${value:,.{decimals}f}"
 
 
 def _print_plan(result, top, console=stderr):
-    """The priced table: the result of `plan` (stdout), context for `up`/`serve` (stderr)."""
+    """The priced table: the result of `plan` (stdout), context for `up`/`serve` (stderr).
+
+    Readable at 80 columns: the instance type column only appears on wider consoles (--json always has
+    it), and long region names wrap inside their column instead of being cut.
+    """
     for note in result.notes:
         stderr.print(f"[dim]{note}[/]")
-    table = Table(box=None, header_style="bold")
-    for col in ("GPU", "CLOUD", "REGION", "INSTANCE", "$/HOUR", "CONCURRENCY", "CONTEXT", "TOK/S (EST)", "$/1M OUT"):
-        table.add_column(col)
+    wide = console.width >= 110
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    columns = [("GPU", "left"), ("CLOUD", "left"), ("REGION", "left")] + ([("INSTANCE", "left")] if wide else [])
+    columns += [("$/HOUR", "right"), ("CONC", "right"), ("CONTEXT", "right"), ("TOK/S", "right"),
+                ("$/1M OUT", "right")]
+    for col, justify in columns:
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col not in ("REGION", "INSTANCE"))
     for o in result.offers[:top]:
-        table.add_row(f"{o.gpu}:{o.count}", o.cloud, o.region, o.instance_type, _money(o.price_per_hour),
-                      f"{o.max_concurrency:.1f}x", str(o.max_model_len), f"{o.est_output_tokens_per_s:,.0f}",
-                      _money(o.usd_per_million_output_tokens))
+        price = _money(o.price_per_hour) if o.price_per_hour is not None else "unknown"
+        cells = [f"{o.gpu}:{o.count}", o.cloud, o.region] + ([o.instance_type] if wide else [])
+        cells += [price, f"{o.max_concurrency:.1f}x", f"{o.max_model_len // 1024}k",
+                  f"{o.est_output_tokens_per_s:,.0f}", _money(o.usd_per_million_output_tokens, 3)]
+        table.add_row(*cells)
     console.print(table)
-    stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers, ranked by "
-                 f"{result.objective}. Tokens/s: catalogs/throughput.yaml (published and measured figures).[/]")
+    per = "region" if result.all_regions else "GPU kind, count and cloud at its cheapest region; --all-regions: every region"
+    stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers (one per {per}), "
+                 f"ranked by {result.objective}. CONC: concurrent full-context requests; TOK/S: estimated output "
+                 "tokens/s (catalogs/throughput.yaml); instance types: --json or a wider terminal.[/]")
 
 
 @click.command("plan")
 @plan_options
 @click.option("--top", type=int, default=15, show_default=True, callback=positive_int, help="Rows to show.")
+@click.option("--all-regions", is_flag=True, help="One row per region and instance type, not per cloud.")
 @json_option
-def plan(top, json_, **plan_args):
+def plan(top, all_regions, json_, **plan_args):
     """Price every GPU offer that fits MODEL, best first."""
-    _, _, result = _plan(**plan_args)
+    _, _, result = _plan(**plan_args, all_regions=all_regions)
     model = plan_args["model"]
+    if not result.offers:  # the same answer, exit 2, with or without --json
+        raise UserError(f"no offer for {model} on {', '.join(result.clouds) or 'any cloud'}; "
+                        "try other --clouds, --gpu, --spot or a shorter --context")
     if json_:
         print_json([o.to_dict() for o in result.offers[:top]])
         return 0
-    if not result.offers:
-        raise UserError(f"no offer for {model} on {', '.join(result.clouds)}")
-    _print_plan(result, top, console=table_console())
+    _print_plan(result, top, console=table_console(80))
     return 0
 
 
@@ -118,10 +152,14 @@ def launch_options(func):
 
 
 def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, **service):
+    _, m, _, _ = _resolve(**plan_args)
+    try:  # before the seconds of pricing
+        full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
+    except UserError as exc:
+        raise UserError(f"--name: {exc}") from None
     catalog, m, result = _plan(**plan_args)
     spot, infra, optimize = plan_args["spot"], plan_args["infra"], plan_args["optimize"]
     recipes = lifecycle.choose_recipes(result, top_kinds=3 if optimize == "cost-per-token" else None)
-    full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
     deployment = lifecycle.deployment_for(full_name, recipes, service=kind == "service", image=image, spot=spot,
                                           infra=infra, **service)
     text = render.render_text(catalog, deployment)
@@ -143,8 +181,9 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, *
     if result.no_cloud_enabled:
         raise NoCloudError("no cloud is enabled in SkyPilot, so nothing can be launched: run `sky check` "
                            "(or try --dryrun)")
-    if not yes and not click.confirm(f"Launch {full_name} (from {_money(result.offers[0].price_per_hour)}/hour)?",
-                                     err=True):
+    first = result.offers[0].price_per_hour
+    cost = f"from {_money(first)}/hour" if first is not None else "price unknown"
+    if not yes and not click.confirm(f"Launch {full_name} ({cost})?", err=True):
         raise click.Abort()
     client = skyapi.SkyClient()
     smoke = None if no_smoke else _smoke_runner(json_)
@@ -209,9 +248,10 @@ def up(name, idle_minutes, no_autostop, image, dryrun, yes, no_smoke, json_, **p
 @plan_options
 @click.option("--name", help="Service name (gptoss-svc-<model> by default).")
 @click.option("--replicas", type=int, callback=positive_int, help="Fixed number of replicas.")
-@click.option("--min-replicas", type=int, help="Autoscaling lower bound.")
+@click.option("--min-replicas", type=int, callback=non_negative_int, help="Autoscaling lower bound.")
 @click.option("--max-replicas", type=int, callback=positive_int, help="Autoscaling upper bound.")
-@click.option("--target-qps", type=float, help="Requests/s per replica before scaling out.")
+@click.option("--target-qps", type=float, callback=positive_number,
+              help="Requests/s per replica before scaling out (with --min/--max-replicas).")
 @click.option("--ondemand-fallback", is_flag=True, help="With --spot: fall back to on-demand replicas.")
 @launch_options
 def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke,
@@ -223,10 +263,11 @@ def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallb
         raise UserError("--min-replicas and --max-replicas go together")
     if min_replicas is not None and (min_replicas < 0 or min_replicas > max_replicas):
         raise UserError(f"need 0 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}")
+    if target_qps is not None and min_replicas is None:
+        raise UserError("--target-qps sets autoscaling: give it with --min-replicas/--max-replicas "
+                        "(with fixed --replicas there is nothing to scale)")
     if ondemand_fallback and not plan_args["spot"]:
         raise UserError("--ondemand-fallback only applies with --spot")
-    if target_qps is not None and target_qps <= 0:
-        raise UserError(f"--target-qps must be positive, got {target_qps}")
     return _launch_common("service", plan_args, name, image, dryrun, yes, json_, no_smoke, replicas=replicas,
                           min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps,
                           ondemand_fallback=ondemand_fallback)
@@ -234,18 +275,23 @@ def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallb
 
 @click.command("scale")
 @click.argument("name")
-@click.option("--replicas", type=int, callback=positive_int)
-@click.option("--min-replicas", type=int)
-@click.option("--max-replicas", type=int, callback=positive_int)
-@click.option("--target-qps", type=float)
+@click.option("--replicas", type=int, callback=positive_int, help="Fixed number of replicas.")
+@click.option("--min-replicas", type=int, callback=non_negative_int, help="Autoscaling lower bound.")
+@click.option("--max-replicas", type=int, callback=positive_int, help="Autoscaling upper bound.")
+@click.option("--target-qps", type=float, callback=positive_number, help="Requests/s per replica before scaling out.")
 @json_option
 def scale(name, replicas, min_replicas, max_replicas, target_qps, json_):
     """Change a service's replicas (rolling update through SkyServe)."""
     from launcher import skyapi
 
-    if replicas is None and min_replicas is None:
+    name = state.validate_name(name)
+    if replicas is not None and (min_replicas is not None or max_replicas is not None or target_qps is not None):
+        raise UserError("give either --replicas R, or --min-replicas A --max-replicas B [--target-qps Q], not both")
+    if replicas is None and (min_replicas is None or max_replicas is None):
         raise UserError("give --replicas R, or --min-replicas A --max-replicas B [--target-qps Q]")
-    result = lifecycle.scale(skyapi.SkyClient(), state.validate_name(name), replicas=replicas,
+    if min_replicas is not None and min_replicas > max_replicas:
+        raise UserError(f"need 0 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}")
+    result = lifecycle.scale(skyapi.SkyClient(), name, replicas=replicas,
                              min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps)
     print_json(result) if json_ else stdout.print(f"{result['name']}: rolling update to {result['replica_policy']}")
     return 0
@@ -347,7 +393,8 @@ def endpoint(name):
     """Print only the endpoint URL of NAME (http://host:port)."""
     from launcher import skyapi
 
-    click.echo(lifecycle.endpoint(skyapi.SkyClient(), state.validate_name(name)))
+    name = state.validate_name(name)
+    click.echo(lifecycle.endpoint(skyapi.SkyClient(), name))
     return 0
 
 
@@ -363,8 +410,9 @@ def down(names, everything, yes, purge, json_):
 
     if bool(names) == everything:
         raise UserError("give NAME... or --all (not both)")
+    wanted = [state.validate_name(n) for n in names]
     client = skyapi.SkyClient()
-    targets = lifecycle.down_targets(client, [state.validate_name(n) for n in names], everything)
+    targets = lifecycle.down_targets(client, wanted, everything)
     if not targets:
         stderr.print("Nothing to tear down.")
     elif not yes and not click.confirm(f"Tear down {', '.join(n for n, _ in targets)}?", err=True):

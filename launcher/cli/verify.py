@@ -23,7 +23,8 @@ import asyncio
 from launcher import bench as bench_lib
 from launcher import evals as evals_lib
 from launcher import smoke as smoke_lib
-from launcher.cli._common import json_option, positive_int, print_json, stderr, stdout
+from launcher.cli._common import (endpoint_url, json_option, non_negative_number, positive_int, positive_number,
+                                  print_json, stderr, stdout)
 from launcher.errors import EndpointError, UserError
 
 API_KEY_ENV = "GPTOSS_SKY_API_KEY"
@@ -43,7 +44,8 @@ def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """NAME | --endpoint URL, --api-key, --api-key-file, --model, resolved into `target: Target`."""
 
     @click.argument("name", required=False)
-    @click.option("--endpoint", metavar="URL", help="Endpoint base URL instead of a deployment NAME.")
+    @click.option("--endpoint", metavar="URL", callback=endpoint_url,
+                  help="Endpoint base URL (http(s)://HOST[:PORT] or HOST:PORT) instead of a deployment NAME.")
     @click.option("--api-key", metavar="KEY", help=f"API key (default: ${API_KEY_ENV} or the deployment's).")
     @click.option(
         "--api-key-file",
@@ -115,6 +117,7 @@ def _ms(seconds: float | None) -> str:
     type=float,
     default=smoke_lib.DEFAULT_WAIT_TIMEOUT_S,
     show_default=True,
+    callback=positive_number,
     metavar="S",
     help="Seconds to wait for the model to finish loading (503 or connection refused).",
 )
@@ -123,6 +126,7 @@ def _ms(seconds: float | None) -> str:
     type=float,
     default=smoke_lib.DEFAULT_REQUEST_TIMEOUT_S,
     show_default=True,
+    callback=positive_number,
     metavar="S",
     help="Seconds one probe may take.",
 )
@@ -208,10 +212,10 @@ def _price(value: float | None) -> str:
 )
 @click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True, callback=positive_int, metavar="I", help="Prompt length in tokens (approximate).")
 @click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True, callback=positive_int, metavar="O", help="Output tokens per request (ignore_eos).")
-@click.option("--price-per-hour", type=float, metavar="P", help="$/hour of the deployment [default: from the deployment record].")
-@click.option("--ttft-target-ms", type=float, metavar="T", help="TTFT p90 target for the target_qps_per_replica recommendation.")
-@click.option("--tpot-target-ms", type=float, metavar="T", help="TPOT p50 target for the target_qps_per_replica recommendation.")
-@click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True, metavar="S", help="Seconds one request may take.")
+@click.option("--price-per-hour", type=float, callback=non_negative_number, metavar="P", help="$/hour of the deployment [default: from the deployment record].")
+@click.option("--ttft-target-ms", type=float, callback=positive_number, metavar="T", help="TTFT p90 target for the target_qps_per_replica recommendation.")
+@click.option("--tpot-target-ms", type=float, callback=positive_number, metavar="T", help="TPOT p50 target for the target_qps_per_replica recommendation.")
+@click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True, callback=positive_number, metavar="S", help="Seconds one request may take.")
 @click.option(
     "--client",
     "client_kind",

@@ -1,0 +1,198 @@
+"""Bad arguments, for every command and option: exit 2, one line naming the option and what is allowed,
+no traceback, nothing on stdout, and fast: rejected before any pricing, SkyPilot request or HTTP request.
+
+Every seam that costs time or touches something (the price readers, enabled infra, the SkyPilot client,
+the smoke/bench/eval runners) is replaced by a tripwire, so a case that gets past validation fails.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from clitools import invoke
+
+HTTP = "http://127.0.0.1:9"  # a valid endpoint nothing listens on: only the option under test is bad
+
+
+@pytest.fixture(autouse=True)
+def tripwires(monkeypatch):
+    """Anything past argument validation raises: pricing, infra lookups, SkyPilot, requests."""
+    import sky  # noqa: F401  (imported once here, so the time bound below measures validation only)
+
+    from launcher import bench, evals, lifecycle, plan, skyapi, smoke
+
+    def tripped(*args, **kwargs):
+        raise AssertionError("got past argument validation")
+
+    for module, names in ((plan, ["_rows", "_snapshot_rows"]),
+                          (skyapi, ["list_gpu_offers", "list_gpu_offers_from_snapshot", "enabled_clouds",
+                                    "SkyClient", "optimize"]),
+                          (smoke, ["smoke"]), (bench, ["bench", "first_model"]), (evals, ["run_eval"]),
+                          (lifecycle, ["connection_for", "launch", "scale", "status", "down_targets"])):
+        for name in names:
+            monkeypatch.setattr(module, name, tripped, raising=False)
+
+
+# (argv, words the one-line error must contain: the option, and what is allowed)
+CASES = [
+    # plan / up / serve share these options
+    (["plan", "20b", "--context", "1"], ["--context", "2048..131072"]),
+    (["plan", "120b", "--context", "200000"], ["--context", "2048..131072"]),
+    (["plan", "20b", "--context", "0"], ["--context", "positive"]),
+    (["plan", "20b", "--tool-server", "h:99999"], ["--tool-server", "1 to 65535"]),
+    (["plan", "20b", "--tool-server", "h:0"], ["--tool-server", "1 to 65535"]),
+    (["plan", "20b", "--tool-server", "h"], ["--tool-server", "HOST:PORT"]),
+    (["plan", "20b", "--tool-server", "bad_host!:80"], ["--tool-server", "host name"]),
+    (["plan", "20b", "--tool-server", "a:1,:2"], ["--tool-server", "HOST:PORT"]),
+    (["plan", "20b", "--gpu", "H100:3"], ["--gpu", "1, 2, 4 or 8"]),
+    (["plan", "20b", "--gpu", "H100:"], ["--gpu", "1, 2, 4 or 8"]),
+    (["plan", "20b", "--gpu", "H100:-1"], ["--gpu", "1, 2, 4 or 8"]),
+    (["plan", "20b", "--gpu", "Z999"], ["--gpu", "supported:"]),
+    (["plan", "30b"], ["unknown model", "choose one of"]),
+    (["plan", "20b", "--clouds", "mars"], ["--clouds", "SkyPilot knows", "kubernetes"]),
+    (["plan", "20b", "--clouds", ","], ["--clouds", "comma"]),
+    (["plan", "20b", "--infra", "mars/x"], ["--infra", "SkyPilot knows"]),
+    (["plan", "20b", "--infra", "aws//x"], ["--infra", "CLOUD[/REGION[/ZONE]]"]),
+    (["plan", "20b", "--infra", "a/b/c/d"], ["--infra", "CLOUD[/REGION[/ZONE]]"]),
+    (["plan", "20b", "--infra", "*"], ["--infra", "names no cloud"]),
+    (["plan", "20b", "--clouds", "aws", "--infra", "aws"], ["--clouds", "--infra", "not both"]),
+    (["plan", "20b", "--top", "0"], ["--top", "positive"]),
+    (["plan", "20b", "--profile", "fast"], ["--profile", "balanced"]),
+    (["plan", "20b", "--optimize", "speed"], ["--optimize", "cost-per-token"]),
+    (["plan", "20b", "--engine", "trt"], ["--engine", "vllm"]),
+    (["up", "20b", "--name", "Bad_Name", "--dryrun"], ["--name", "lower-case"]),
+    (["up", "20b", "--idle-minutes", "0"], ["--idle-minutes", "positive"]),
+    (["up", "20b", "--context", "1", "--dryrun"], ["--context", "2048..131072"]),
+    (["up", "20b", "--infra", "k8s//x", "--dryrun"], ["--infra", "CLOUD[/REGION[/ZONE]]"]),
+    (["serve", "20b", "--replicas", "2", "--target-qps", "3"], ["--target-qps", "--min-replicas"]),
+    (["serve", "20b", "--target-qps", "3"], ["--target-qps", "--min-replicas"]),
+    (["serve", "20b", "--min-replicas", "1", "--max-replicas", "3", "--target-qps", "-1"],
+     ["--target-qps", "above 0"]),
+    (["serve", "20b", "--min-replicas", "1", "--max-replicas", "3", "--target-qps", "inf"],
+     ["--target-qps", "above 0"]),
+    (["serve", "20b", "--min-replicas", "-1", "--max-replicas", "2"], ["--min-replicas", "0 or more"]),
+    (["serve", "20b", "--min-replicas", "3", "--max-replicas", "2", "--target-qps", "1"],
+     ["--min-replicas", "<= --max-replicas"]),
+    (["serve", "20b", "--min-replicas", "1"], ["--min-replicas", "--max-replicas", "together"]),
+    (["serve", "20b", "--replicas", "0"], ["--replicas", "positive"]),
+    (["serve", "20b", "--replicas", "2", "--max-replicas", "3"], ["--replicas", "not both"]),
+    (["serve", "20b", "--ondemand-fallback"], ["--ondemand-fallback", "--spot"]),
+    (["serve", "20b", "--name", "-x-", "--dryrun"], ["--name", "lower-case"]),
+    # scale (no pricing, but no SkyPilot request either)
+    (["scale", "svc", "--replicas", "2", "--min-replicas", "1", "--max-replicas", "3"], ["--replicas", "not both"]),
+    (["scale", "svc", "--replicas", "2", "--target-qps", "3"], ["--replicas", "--target-qps", "not both"]),
+    (["scale", "svc"], ["--replicas", "--min-replicas"]),
+    (["scale", "svc", "--min-replicas", "1"], ["--min-replicas", "--max-replicas"]),
+    (["scale", "svc", "--min-replicas", "3", "--max-replicas", "2", "--target-qps", "1"],
+     ["--min-replicas", "<= --max-replicas"]),
+    (["scale", "svc", "--min-replicas", "1", "--max-replicas", "2", "--target-qps", "0"], ["--target-qps", "above 0"]),
+    (["scale", "svc", "--replicas", "-2"], ["--replicas", "positive"]),
+    (["scale", "Bad_Name", "--replicas", "1"], ["invalid name", "lower-case"]),
+    # status / endpoint / down
+    (["status", "Bad_Name"], ["invalid name", "lower-case"]),
+    (["endpoint", "Bad_Name"], ["invalid name", "lower-case"]),
+    (["down"], ["NAME", "--all"]),
+    (["down", "gptoss-x", "--all"], ["NAME", "--all", "not both"]),
+    (["down", "Bad_Name", "-y"], ["invalid name", "lower-case"]),
+    # capacity (vLLM's own start-up rules)
+    (["capacity", "20b", "--gpu", "H100", "--max-num-batched-tokens", "1"],
+     ["--max-num-batched-tokens", "at least 1024"]),
+    (["capacity", "20b", "--gpu", "L4", "--max-num-seqs", "4096", "--max-num-batched-tokens", "2048"],
+     ["--max-num-batched-tokens", "at least 4096"]),
+    (["capacity", "20b", "--gpu", "L4", "--gpu-memory-utilization", "0"], ["--gpu-memory-utilization", "(0, 1]"]),
+    (["capacity", "20b", "--gpu", "L4", "--kv-cache-dtype", "int4"], ["--kv-cache-dtype", "fp8"]),
+    (["capacity", "20b", "--gpu", "L4", "--max-num-seqs", "0"], ["--max-num-seqs", "positive"]),
+    (["capacity", "20b", "--gpu", "L4:16"], ["--gpu", "1, 2, 4 or 8"]),
+    (["capacity", "20b", "--gpu", "L4", "--vllm-version", "latest"], ["vLLM version", "0.32.0"]),
+    (["capacity", "20b"], ["--gpu"]),
+    # smoke / bench / eval: the endpoint and every number, before any request
+    (["smoke", "--endpoint", "notaurl"], ["--endpoint", "HOST:PORT"]),
+    (["smoke", "--endpoint", "ftp://x"], ["--endpoint", "scheme", "http://HOST:PORT"]),
+    (["smoke", "--endpoint", "http://"], ["--endpoint", "host", "http://HOST:PORT"]),
+    (["smoke", "--endpoint", "http://h:99999"], ["--endpoint", "1 to 65535"]),
+    (["smoke", "--endpoint", "h:0"], ["--endpoint", "1 to 65535"]),
+    (["smoke", "--endpoint", "http://bad_host!:80"], ["--endpoint", "host"]),
+    (["smoke", "--endpoint", "http://user:pw@h:80"], ["--endpoint", "credentials"]),
+    (["smoke", "--endpoint", HTTP, "--timeout", "-1"], ["--timeout", "above 0"]),
+    (["smoke", "--endpoint", HTTP, "--timeout", "nan"], ["--timeout", "above 0"]),
+    (["smoke", "--endpoint", HTTP, "--request-timeout", "0"], ["--request-timeout", "above 0"]),
+    (["smoke"], ["NAME", "--endpoint"]),
+    (["smoke", "gptoss-x", "--endpoint", HTTP], ["NAME", "--endpoint", "exactly one"]),
+    (["smoke", "--endpoint", HTTP, "--api-key-file", "/nonexistent/key"], ["--api-key-file", "does not exist"]),
+    (["bench", "--endpoint", HTTP, "--price-per-hour", "-5"], ["--price-per-hour", "at least 0"]),
+    (["bench", "--endpoint", HTTP, "--price-per-hour", "nan"], ["--price-per-hour", "at least 0"]),
+    (["bench", "--endpoint", HTTP, "--concurrency", "0"], ["--concurrency", "positive"]),
+    (["bench", "--endpoint", HTTP, "--concurrency", "1,x"], ["--concurrency", "integers"]),
+    (["bench", "--endpoint", HTTP, "--requests", "0"], ["--requests", "positive"]),
+    (["bench", "--endpoint", HTTP, "--input-len", "0"], ["--input-len", "positive"]),
+    (["bench", "--endpoint", HTTP, "--output-len", "-3"], ["--output-len", "positive"]),
+    (["bench", "--endpoint", HTTP, "--ttft-target-ms", "-1"], ["--ttft-target-ms", "above 0"]),
+    (["bench", "--endpoint", HTTP, "--tpot-target-ms", "0"], ["--tpot-target-ms", "above 0"]),
+    (["bench", "--endpoint", HTTP, "--request-timeout", "0"], ["--request-timeout", "above 0"]),
+    (["bench", "--endpoint", HTTP, "--client", "curl"], ["--client", "httpx"]),
+    (["bench", "--endpoint", "ftp://x"], ["--endpoint", "scheme"]),
+    (["eval", "--endpoint", HTTP, "--examples", "0"], ["--examples", "positive"]),
+    (["eval", "--endpoint", HTTP, "--eval", "mmlu"], ["--eval", "gpqa"]),
+    (["eval", "--endpoint", HTTP, "--reasoning-effort", "max"], ["--reasoning-effort", "low"]),
+    (["eval", "--endpoint", "notaurl"], ["--endpoint", "HOST:PORT"]),
+    (["eval", "--endpoint", HTTP, "--sampler", "completions"], ["--sampler", "responses"]),
+    (["capacity", "20b", "--gpu", "L4", "--context", "131073"], ["context 131073", "1..131072"]),
+    # render
+    (["render", "--engine", "trt"], ["--engine", "vllm"]),
+]
+# plan, up and serve share their model/GPU/infra/engine options: every plan case is also an up and a serve case.
+CASES += [([command, *argv[1:], "--dryrun"], words) for command in ("up", "serve")
+          for argv, words in list(CASES) if argv[0] == "plan" and "--top" not in argv]
+
+
+@pytest.mark.parametrize("argv, words", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_argument_is_one_line_exit_2_before_any_work(argv, words):
+    started = time.monotonic()
+    result = invoke(*argv)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert "Traceback" not in result.stderr and "Exception" not in result.stderr
+    assert result.stdout == ""
+    assert elapsed < 1.5, f"{argv} took {elapsed:.1f}s: validation must come before any work"
+
+
+def test_every_command_and_numeric_option_is_covered():
+    """A new command or number/URL option without a bad-argument case fails here."""
+    import click
+
+    from launcher.cli import cli
+
+    covered_commands = {argv[0] for argv, _ in CASES}
+    assert covered_commands >= set(cli.commands) - {"forget", "logs", "doctor"}, set(cli.commands) - covered_commands
+    covered = {(argv[0], word) for argv, _ in CASES for word in argv if word.startswith("--")}
+    missing = []
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.is_flag:
+                continue
+            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType, click.Choice)) or \
+                    param.name in ("endpoint", "tool_server", "infra", "clouds", "gpus", "gpu_spec", "name"):
+                if not any((name, opt) in covered for opt in param.opts):
+                    missing.append(f"{name} {param.opts[0]}")
+    assert not missing, f"no bad-argument case for: {', '.join(missing)}"
+
+
+# --- plan: the same answer with or without --json; a corrupt price cache is rebuilt ------------------
+
+
+def test_plan_without_offers_exits_2_with_and_without_json(monkeypatch):
+    """`plan --json` used to print [] with exit 0 where the table exits 2."""
+    from launcher import plan
+
+    monkeypatch.setattr(plan, "_rows", lambda names, clouds: ([], [], []))
+    table = invoke("plan", "20b", "--clouds", "lambda")
+    as_json = invoke("plan", "20b", "--clouds", "lambda", "--json")
+    assert table.exit_code == as_json.exit_code == 2
+    assert table.stdout == as_json.stdout == ""
+    assert "no offer for 20b on lambda" in as_json.stderr and len(as_json.stderr.strip().splitlines()) == 1

@@ -1,0 +1,110 @@
+"""Plan prices from the bundled snapshot: read in-process by SkyPilot's own reader, cached, rebuilt when the
+cache is corrupt; one row per GPU kind, count and cloud unless --all-regions; GCP priced with its host VM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clitools import invoke
+from launcher import catalog, plan, skyapi
+
+
+@pytest.fixture
+def counted_reader(monkeypatch):
+    """Count the snapshot reads (the real reader still runs)."""
+    calls = []
+    real = skyapi.list_gpu_offers_from_snapshot
+
+    def reader(names, cloud, folder):
+        calls.append(cloud)
+        return real(names, cloud, folder)
+
+    monkeypatch.setattr(skyapi, "list_gpu_offers_from_snapshot", reader)
+    return calls
+
+
+def _plan(**kw):
+    cat = catalog.load()
+    return plan.build(cat, cat.model(kw.pop("model", "20b")), **kw)
+
+
+def test_snapshot_is_read_once_then_from_the_cache(counted_reader):
+    first = _plan(clouds=["lambda", "verda"])
+    assert sorted(counted_reader) == ["lambda", "verda"]
+    again = _plan(clouds=["lambda", "verda"])
+    assert sorted(counted_reader) == ["lambda", "verda"]  # no second read
+    assert [o.to_dict() for o in again.offers] == [o.to_dict() for o in first.offers]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda text: text[: len(text) // 2],                 # half-written
+    lambda text: "",                                     # empty
+    lambda text: "\x00\xff garbage",                     # not JSON
+    lambda text: json.dumps([1, 2, 3]),                  # JSON of the wrong shape
+    lambda text: text.replace('"price": ', '"price": "x", "was": ', 1),  # a row of the wrong type
+    lambda text: text.replace('"sha256": "', '"sha256": "0', 1),         # stale: the snapshot changed
+])
+def test_a_corrupt_or_half_written_cache_is_rebuilt(counted_reader, damage):
+    from launcher import state
+
+    good = _plan(clouds=["lambda"])
+    path = state.home() / "cache" / "price-snapshot.json"
+    path.write_text(damage(path.read_text()))
+    counted_reader.clear()
+    again = _plan(clouds=["lambda"])
+    assert counted_reader == ["lambda"]  # read again from the snapshot
+    assert [o.to_dict() for o in again.offers] == [o.to_dict() for o in good.offers]
+    json.loads(path.read_text())  # and the cache was rewritten whole
+
+
+def test_a_cache_folder_that_cannot_be_written_is_only_slower(counted_reader):
+    from launcher import state
+
+    (state.home()).mkdir(parents=True, exist_ok=True)
+    (state.home() / "cache").write_text("a file where the cache folder should be")
+    assert _plan(clouds=["lambda"]).offers and counted_reader == ["lambda"]
+
+
+def test_an_unreadable_snapshot_names_the_file_never_a_python_class(tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "catalogs"
+    shutil.copytree(catalog.catalog_dir(), copy)
+    csv = copy / "prices" / "v8" / "lambda" / "vms.csv"
+    csv.write_text(csv.read_text()[:200])  # cut mid-row: a half-copied file
+    monkeypatch.setenv("GPTOSS_SKY_CATALOGS", str(copy))
+    catalog.load.cache_clear()
+    try:
+        result = invoke("plan", "20b", "--clouds", "lambda")
+    finally:
+        catalog.load.cache_clear()
+    assert result.exit_code in (1, 2) and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "lambda/vms.csv" in line
+    for name in ("Error(", "KeyError", "ParserError", "ValueError", "TypeError", "IndexError"):
+        assert name not in line, line
+
+
+def test_one_row_per_gpu_count_and_cloud_unless_all_regions():
+    by_cloud = _plan(clouds=["runpod", "lambda"])
+    keys = [(o.gpu, o.count, o.cloud) for o in by_cloud.offers]
+    assert len(keys) == len(set(keys))
+    every = _plan(clouds=["runpod", "lambda"], all_regions=True)
+    assert len(every.offers) > len(by_cloud.offers)
+    for o in by_cloud.offers:  # the row shown is its cloud's cheapest region for that GPU kind and count
+        same = [e.price_per_hour for e in every.offers if (e.gpu, e.count, e.cloud) == (o.gpu, o.count, o.cloud)]
+        assert o.price_per_hour == min(same)
+
+
+def test_plan_table_fits_80_columns_and_formats_money_the_same_way():
+    result = invoke("plan", "120b", "--clouds", "runpod,shadeform,vast")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    prices = [word for line in lines[1:] for word in line.split() if word.startswith("$")]
+    assert prices and all(p.count(".") == 1 for p in prices)
+    hourly = {len(p.split(".")[1]) for p in prices[0::2]}
+    per_token = {len(p.split(".")[1]) for p in prices[1::2]}
+    assert hourly == {2} and per_token == {3}, prices
