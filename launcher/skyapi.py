@@ -299,6 +299,7 @@ def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
     import re
 
     from sky.catalog import common
+    from sky.utils import accelerator_registry  # noqa: F401  bound to SkyPilot's own folder, not the snapshot
 
     pattern = "^(?:" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
     where = f"{snapshot_v8}/{cloud}/vms.csv"

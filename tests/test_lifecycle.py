@@ -64,6 +64,10 @@ def seeded(isolated_env, monkeypatch):
 
     monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(runtime / ".sky" / "catalogs" / "v8"))
     importlib.reload(lc)
+    # The accelerator-name table is bound at import to whichever test imported SkyPilot first: rebind it.
+    from sky.utils import accelerator_registry
+
+    monkeypatch.setattr(accelerator_registry, "_accelerator_df", cc.read_catalog("common/accelerators.csv"))
     yield runtime
     importlib.reload(lc)
 
@@ -422,4 +426,6 @@ def test_connection_for_a_cluster_carries_the_live_price_for_bench(openai_ok):
 def test_plan_table_is_the_result_on_stdout(seeded):
     result = CliRunner(mix_stderr=False).invoke(cli, ["plan", "20b"])
     assert result.exit_code == 0
-    assert "gpu_1x_a100_sxm4" in result.stdout and "Shown" in result.stderr
+    assert "A100:1" in result.stdout and "$1.29" in result.stdout and "Shown" in result.stderr
+    wide = json.loads(CliRunner(mix_stderr=False).invoke(cli, ["plan", "20b", "--json"]).stdout)
+    assert wide[0]["instance_type"] == "gpu_1x_a100_sxm4"  # instance types: --json (or a wide terminal)
