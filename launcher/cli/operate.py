@@ -20,8 +20,8 @@ def logs(name, follow, replica, tail):
 
     if tail < 0:
         raise click.BadParameter(f"must be 0 or more, got {tail}", param_hint="--tail")
-    for line in logs_mod.lines(skyapi.SkyClient(), state.validate_name(name), follow=follow, replica=replica,
-                               tail=tail):
+    name = state.validate_name(name)  # before any SkyPilot request
+    for line in logs_mod.lines(skyapi.SkyClient(), name, follow=follow, replica=replica, tail=tail):
         click.echo(line)
     return 0
 
