@@ -166,7 +166,7 @@ def test_status_table_shows_numbers_replicas_and_dashes(deployments):
     lines = {line.split()[0] + (" " + line.split()[1] if line.split()[0] == "replica" else ""): line
              for line in result.stdout.splitlines()[1:] if line.strip()}
     assert "64" in lines["gptoss-a"].split() and "37.2" in lines["gptoss-a"].split()
-    assert "2/2" in lines["gptoss-svc-b"].split() and "$6" in lines["gptoss-svc-b"].split()
+    assert "2/2" in lines["gptoss-svc-b"].split() and "$6.00" in lines["gptoss-svc-b"].split()
     assert "replica 1" in lines and "replica 2" in lines
     c = lines["gptoss-c"].split()
     assert c[-7:] == ["-"] * 7  # no numbers, no traceback
