@@ -11,6 +11,8 @@
     - NotFoundError          SkyPilot has no cluster/service of that name (already gone)
     - LaunchFailedError      the node's setup or engine failed during a launch (carries the log tail)
   + EndpointError            an endpoint could not be reached or answered wrongly (exit 1)
+  + StateError               gptoss-sky's own state folder cannot be read or written, or a record or key
+                             file in it is damaged (exit 1)
 """
 
 
@@ -60,3 +62,7 @@ class LaunchFailedError(SkyError):
 
 class EndpointError(GptossSkyError):
     """An endpoint could not be reached or did not behave like an OpenAI server."""
+
+
+class StateError(GptossSkyError):
+    """The local state (records, keys, lock) cannot be read or written, or a file in it is damaged."""

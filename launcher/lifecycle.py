@@ -7,6 +7,7 @@ interrupted or failed launch is always visible to `status` and removable with `d
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
@@ -15,7 +16,8 @@ import httpx
 
 from launcher import render, state
 from launcher.catalog import Catalog, Model
-from launcher.errors import EndpointError, GptossSkyError, SkyError, UnknownDeploymentError, UserError
+from launcher.errors import (EndpointError, GptossSkyError, NotFoundError, SkyError, StateError,
+                             UnknownDeploymentError, UserError)
 from launcher.plan import Plan
 from launcher.recipes import Recipe
 
@@ -91,40 +93,66 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
     name = deployment.name
     secret = deployment.recipes[0].engine.api_key_env
     _check_free(client, name, deployment.service)
-    key_path = state.new_key(name)
-    key = state.read_key(key_path)
     record = state.Record(name=name, kind="service" if deployment.service else "cluster", model=model.name,
-                          served_model=model.served_names[0], key_path=str(key_path), created=state.now(),
-                          gpus=[r.accelerator for r in deployment.recipes], config=config,
-                          secret_name=secret, port=deployment.recipes[0].engine.port)
-    state.save(record)  # before launching: a crash or Ctrl-C still leaves a record `down` can use
+                          served_model=model.served_names[0], key_path=str(state.key_path(name)),
+                          created=state.now(), gpus=[r.accelerator for r in deployment.recipes], config=config,
+                          secret_name=secret, port=deployment.recipes[0].engine.port, sky_called=False)
+    # The record comes first and exclusively: a second `up` of this name stops here, and a crash or
+    # Ctrl-C from now on leaves a record that `status` shows and `down` removes.
+    state.claim(record)
+    try:
+        key = state.read_key(state.new_key(name), name)
+    except BaseException:
+        with contextlib.suppress(GptossSkyError):
+            state.remove(name)  # nothing was launched: leave neither a record nor an orphan key
+        raise
     envs = {"GPTOSS_IDLE_MINUTES": str(deployment.idle_minutes)}
     try:
         if deployment.service:
             progress(f"Starting service {name} (replicas provision, install vLLM, download weights)...")
+            record = _mark_sky_called(record)
             endpoint = normalize_endpoint(client.serve_up(config, name, secrets={secret: key}, envs=envs))
             _wait_service_ready(client, name, progress, ready_timeout)
         else:
             progress(f"Launching cluster {name}: provisioning, setup (vLLM, weights), then the server...")
             idle = deployment.idle_minutes
+            record = _mark_sky_called(record)
             client.launch(config, name, secrets={secret: key}, envs=envs,
                           idle_minutes=1 if idle else None, down=bool(idle))
             endpoint = normalize_endpoint(client.endpoint(name, record.port))
         progress(f"Waiting for {endpoint} to load the model and answer...")
         wait_until_answering(endpoint, key, model.served_names[0], ready_timeout, progress)
     except (GptossSkyError, KeyboardInterrupt) as exc:
-        state.save(replace(record, state="failed"))
-        what = "service" if deployment.service else "cluster"
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        raise SkyError(f"{name} did not come up ({reason}). The {what} may still exist and bill: "
-                       f"check `gptoss-sky status {name}`, remove it with `gptoss-sky down {name}`") from exc
+        raise _launch_stopped(record, exc) from exc
     record = replace(record, state="up")
     state.save(record)
     result = {"name": name, "kind": record.kind, "endpoint": endpoint, "model": record.served_model,
-              "key_path": str(key_path)}
+              "key_path": record.key_path}
     if smoke is not None:
         result["smoke"] = smoke(endpoint, key, record.served_model)
     return result
+
+
+def _mark_sky_called(record: state.Record) -> state.Record:
+    """Saved before SkyPilot is asked: from here on the cluster/service may exist (the API server keeps
+    working on a request even when this client is interrupted)."""
+    record = replace(record, sky_called=True)
+    state.save(record)
+    return record
+
+
+def _launch_stopped(record: state.Record, exc: BaseException) -> GptossSkyError:
+    """Record how the launch ended and say what may exist and how to remove it."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    with contextlib.suppress(GptossSkyError, OSError):
+        state.save(replace(record, state="interrupted" if interrupted else "failed"))
+    name = record.name
+    reason = "interrupted" if interrupted else str(exc)
+    if not record.sky_called:
+        return SkyError(f"{name} did not start ({reason}) before SkyPilot was asked for anything, so nothing "
+                        f"exists; `gptoss-sky down {name}` removes its record")
+    return SkyError(f"{name} did not come up ({reason}). The {record.kind} may still exist and bill: "
+                    f"check `gptoss-sky status {name}`, remove it with `gptoss-sky down {name}`")
 
 
 def _wait_service_ready(client: Any, name: str, progress: Progress, timeout: float) -> None:
@@ -177,7 +205,12 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
     if record.kind != "service":
         raise UserError(f"{name} is a single cluster, not a service; only `gptoss-sky serve` deployments scale")
     config = dict(record.config)
-    service = dict(config["service"])
+    service = config.get("service")
+    policy = service.get("replica_policy") if isinstance(service, dict) else None
+    if not isinstance(service, dict) or not isinstance(policy, (dict, type(None))):
+        raise StateError(f"the record of {name} ({state.record_path(name)}) has no usable service spec; "
+                         f"scale it with `sky serve update`, or `gptoss-sky down {name}`")
+    service = dict(service)
     fixed = service.pop("replicas", None)
     policy = dict(service.pop("replica_policy", None) or {})
     if fixed is not None:
@@ -197,7 +230,7 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
         raise UserError("autoscaling needs --target-qps (requests/s per replica)")
     service["replica_policy"] = policy
     config["service"] = service
-    key = state.read_key(record.key_path)
+    key = state.read_record_key(record)
     from launcher import skyapi
 
     skyapi.task_from_config(config, secrets={record.secret_name: key})  # reject a bad policy before calling out
@@ -206,15 +239,66 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
     return {"name": name, "replica_policy": policy}
 
 
+# --- who owns a live deployment (a team shares one SkyPilot API server) -------------------------------
+
+def _current_user(client: Any) -> Any:
+    """This client's SkyPilot user (name or id), or None when the seam cannot tell."""
+    ask = getattr(client, "current_user", None)
+    if ask is None:
+        return None
+    try:
+        return ask()
+    except (GptossSkyError, NotImplementedError):
+        return None
+
+
+def _owner(live: dict | None) -> Any:
+    if not live:
+        return None
+    return live.get("owner") or live.get("user_name") or live.get("user_hash")
+
+
+def _someone_elses(live: dict | None, me: Any) -> bool:
+    """True only when both sides are known and differ; unknown ownership is never treated as foreign."""
+    owner = _owner(live)
+    if owner is None or me is None:
+        return False
+    if isinstance(me, dict):
+        mine = {str(v) for v in me.values() if v}
+    elif isinstance(me, (list, tuple, set)):
+        mine = {str(v) for v in me if v}
+    else:
+        mine = {str(me)}
+    return bool(mine) and str(owner) not in mine
+
+
+def _owner_text(owner: Any) -> str:
+    if isinstance(owner, dict):
+        return str(owner.get("name") or owner.get("id") or owner)
+    return str(owner)
+
+
+# --- status --------------------------------------------------------------------------------------------
+
+NOT_FOUND_HINT = ("SkyPilot does not list it: if it is really gone, `gptoss-sky down {name}` cleans up its "
+                  "record and key; if this client points at another API server than the one it was "
+                  "launched from, check `sky api info`")
+
+
 def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Records joined with live SkyPilot status. Records whose cluster/service is gone are removed."""
-    records = {r.name: r for r in state.all_records()}
+    """Records joined with live SkyPilot status. Never deletes anything: a deployment SkyPilot does not
+    list is shown as "not found" with what to do, and its record and key stay."""
+    records, corrupt = state.scan()
+    by_name = {r.name: r for r in records}
+    broken = {c.name: c for c in corrupt}
     wanted = list(names)
     for name in wanted:
-        if name not in records:
+        if name not in by_name and name not in broken:
             raise UnknownDeploymentError(f"no gptoss-sky deployment named {name!r} (see `gptoss-sky status`)")
-    selected = [records[n] for n in wanted] if wanted else list(records.values())
+    selected = [by_name[n] for n in wanted if n in by_name] if wanted else records
+    bad = [broken[n] for n in wanted if n in broken] if wanted else corrupt
     ours = state.NAME_PREFIX
+    me = _current_user(client)
 
     def live(kind: str, query: Callable[[Any], list[dict]]) -> dict[str, dict]:
         if wanted and not any(r.kind == kind for r in selected):
@@ -226,20 +310,41 @@ def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:
     rows = []
     now = time.time()
     for record in selected:
-        live = (clusters if record.kind == "cluster" else services).get(record.name)
-        if live is None:
-            if record.state != "launching" or now - record.created > 600:
-                state.remove(record.name)  # gone from SkyPilot: the record is stale
-                rows.append(_row(record, None, now) | {"state": "gone (record removed)"})
-                continue
-        rows.append(_row(record, live, now))
-    recorded = set(records)
+        found = (clusters if record.kind == "cluster" else services).get(record.name)
+        if found is not None and _someone_elses(found, me):
+            rows.append(_row(record, None, now) | {
+                "state": "not found", "owner": _owner_text(_owner(found)),
+                "note": f"the name is now used by {_owner_text(_owner(found))}'s deployment; yours is gone: "
+                        f"`gptoss-sky down {record.name}` removes only your record and key"})
+            continue
+        row = _row(record, found, now)
+        if found is None:
+            if not record.sky_called:
+                row["state"] = f"{record.state} (nothing launched)"
+                row["note"] = f"`gptoss-sky down {record.name}` removes its record"
+            elif record.state == "launching" and now - record.created < 600:
+                row["note"] = "SkyPilot does not list it yet"
+            else:
+                row["state"] = "not found"
+                row["note"] = NOT_FOUND_HINT.format(name=record.name)
+        rows.append(row)
+    for exc in bad:
+        rows.append({"name": exc.name, "kind": None, "model": None, "state": "unreadable record",
+                     "endpoint": None, "note": str(exc)})
     if not wanted:
-        for name, live in {**clusters, **services}.items():
-            if name not in recorded:
-                rows.append({"name": name, "kind": "cluster" if name in clusters else "service",
-                             "model": None, "state": f"{live.get('status')} (no local record)",
-                             "endpoint": live.get("endpoint")})
+        known = set(by_name) | set(broken)
+        for name, found in {**clusters, **services}.items():
+            if name in known:
+                continue
+            owner = _owner(found)
+            foreign = _someone_elses(found, me)
+            whose = f"owned by {_owner_text(owner)}, " if foreign else ""
+            rows.append({"name": name, "kind": "cluster" if name in clusters else "service", "model": None,
+                         "state": f"{found.get('status')} ({whose}no local record)",
+                         "owner": _owner_text(owner) if owner is not None else None,
+                         "endpoint": found.get("endpoint"),
+                         "note": None if foreign else f"not launched from this client (or its record was "
+                                                      f"forgotten); `gptoss-sky down {name}` tears it down"})
     return rows
 
 
@@ -258,7 +363,7 @@ def _row(record: state.Record, live: dict | None, now: float) -> dict[str, Any]:
            "state": (live or {}).get("status") or record.state, "cloud": (live or {}).get("cloud"),
            "region": (live or {}).get("region"), "price_per_hour": price, "uptime_s": round(uptime),
            "cost_so_far": cost,
-           "endpoint": None, "replicas": (live or {}).get("replicas")}
+           "endpoint": None, "replicas": (live or {}).get("replicas"), "note": None}
     if live and live.get("endpoint"):
         row["endpoint"] = normalize_endpoint(live["endpoint"])
     return row
@@ -279,55 +384,140 @@ def connection_for(name: str, client: Any | None = None) -> Connection:
     """Endpoint, key, model and price of a deployment gptoss-sky launched."""
     from launcher import skyapi
 
-    client = client or skyapi.SkyClient()
     name = state.validate_name(name)
     record = state.load(name)
+    key = state.read_record_key(record)  # before any SkyPilot call: a lost key is known at once
+    client = client or skyapi.SkyClient()
     price = record.price_per_hour
     if price is None and record.kind == "cluster":  # what SkyPilot actually launched, for bench's $/1M
         price = next((c.get("price_per_hour") for c in client.clusters([name]) if c.get("name") == name), None)
-    return Connection(endpoint(client, name), state.read_key(record.key_path), record.served_model, price)
+    return Connection(endpoint(client, name), key, record.served_model, price)
+
+
+# --- down and forget -------------------------------------------------------------------------------------
+
+RECORD_ONLY = "record"  # a target whose cluster/service is not ours to call down on (nothing, or not ours)
+
+
+def _local(name: str) -> tuple[state.Record | None, bool]:
+    """(record, exists): the record when readable; exists is True even for a corrupt one."""
+    try:
+        return state.load(name), True
+    except UnknownDeploymentError:
+        return None, False
+    except StateError:
+        return None, state.exists(name)
 
 
 def down_targets(client: Any, names: Sequence[str], everything: bool) -> list[tuple[str, str]]:
-    """Resolve what `down` would remove, before removing anything: [(name, kind)]."""
-    records = {r.name: r for r in state.all_records()}
+    """Resolve what `down` would remove, before removing anything: [(name, kind)], kind "cluster",
+    "service", or RECORD_ONLY (only local files: nothing was launched, or the live one is someone else's).
+
+    `--all` covers every local record and the live gptoss-* deployments this user owns; a deployment of
+    another user of a shared API server is never a target, and one of unknown owner without a local
+    record only when named."""
+    me = _current_user(client)
     if everything:
-        targets = {n: r.kind for n, r in records.items()}
-        for c in client.clusters(None):
-            if str(c.get("name", "")).startswith(state.NAME_PREFIX):
-                targets.setdefault(c["name"], "cluster")
-        for s in client.services(None):
-            if str(s.get("name", "")).startswith(state.NAME_PREFIX):
-                targets.setdefault(s["name"], "service")
+        records, corrupt = state.scan()
+        targets: dict[str, str] = {r.name: r.kind if r.sky_called else RECORD_ONLY for r in records}
+        live: dict[str, tuple[str, dict]] = {}
+        for kind, query in (("cluster", client.clusters), ("service", client.services)):
+            for item in query(None):
+                if str(item.get("name", "")).startswith(state.NAME_PREFIX):
+                    live.setdefault(item["name"], (kind, item))
+        for exc in corrupt:
+            kind, item = live.get(exc.name, (RECORD_ONLY, None))
+            targets[exc.name] = RECORD_ONLY if _someone_elses(item, me) else kind
+        for name, (kind, item) in live.items():
+            if name in targets:
+                if _someone_elses(item, me):
+                    targets[name] = RECORD_ONLY  # our record is stale; the live one is theirs
+                continue
+            if me is not None and _owner(item) is not None and not _someone_elses(item, me):
+                targets[name] = kind  # ours for sure, its record lost
         return sorted(targets.items())
     out = []
     for name in names:
-        if name in records:
-            out.append((name, records[name].kind))
+        record, recorded = _local(name)
+        if record is not None and not record.sky_called:
+            out.append((name, RECORD_ONLY))
             continue
-        if not name.startswith(state.NAME_PREFIX):
+        if record is not None and me is None:
+            out.append((name, record.kind))
+            continue
+        if not recorded and not name.startswith(state.NAME_PREFIX):
             raise UnknownDeploymentError(f"{name!r} was not launched by gptoss-sky (names start with "
                                          f"{state.NAME_PREFIX!r}); nothing was touched")
-        if any(c.get("name") == name for c in client.clusters([name])):
-            out.append((name, "cluster"))
-        elif any(s.get("name") == name for s in client.services([name])):
-            out.append((name, "service"))
+        kinds = [record.kind] if record is not None else ["cluster", "service"]
+        found = None
+        for kind in kinds:
+            query = client.clusters if kind == "cluster" else client.services
+            item = next((x for x in query([name]) if x.get("name") == name), None)
+            if item is not None:
+                found = (kind, item)
+                break
+        if found and _someone_elses(found[1], me):
+            if not recorded:
+                raise UserError(f"{name} belongs to {_owner_text(_owner(found[1]))} on the shared SkyPilot API "
+                                "server; gptoss-sky will not tear down someone else's deployment")
+            out.append((name, RECORD_ONLY))
+        elif found:
+            out.append((name, found[0]))
+        elif record is not None:
+            out.append((name, record.kind))  # down finds out whether it is gone
+        elif recorded:
+            out.append((name, RECORD_ONLY))  # a corrupt record and nothing live
         else:
             raise UnknownDeploymentError(f"no gptoss-sky deployment named {name!r}; nothing was touched")
     return out
 
 
-def down(client: Any, targets: Sequence[tuple[str, str]], purge: bool, progress: Progress) -> list[str]:
-    removed = []
+def down(client: Any, targets: Sequence[tuple[str, str]], purge: bool, progress: Progress) -> list[dict[str, Any]]:
+    """Tear down every target, whatever happens to the others; one result per target:
+    {"name", "kind", "removed": bool, "message"}. A record and key go only when the cluster/service is
+    gone (torn down now, or SkyPilot has no such thing), nothing was launched, or --purge."""
+    results = []
     for name, kind in targets:
+        if kind == RECORD_ONLY:
+            record, _ = _local(name)
+            why = ("nothing was launched" if record is not None and not record.sky_called
+                   else "nothing of it runs as this SkyPilot user")
+            results.append(_forget_result(name, kind, why))
+            continue
         progress(f"Tearing down {kind} {name}...")
-        if kind == "service":
-            client.serve_down(name, purge=purge)
-        else:
-            client.down(name, purge=purge)
-        state.remove(name)
-        removed.append(name)
-    return removed
+        try:
+            if kind == "service":
+                client.serve_down(name, purge=purge)
+            else:
+                client.down(name, purge=purge)
+            message = "torn down"
+        except NotFoundError:
+            message = f"SkyPilot has no {kind} {name}: already gone"
+        except SkyError as exc:
+            if not purge:
+                results.append({"name": name, "kind": kind, "removed": False,
+                                "message": f"{exc} (record kept; retry, or add --purge to remove it anyway)"})
+                continue
+            message = f"{exc}; removed anyway (--purge)"
+        results.append(_forget_result(name, kind, message))
+    return results
+
+
+def _forget_result(name: str, kind: str, message: str) -> dict[str, Any]:
+    try:
+        files = state.remove(name)
+    except StateError as exc:
+        return {"name": name, "kind": kind, "removed": False, "message": f"{message}, but {exc}"}
+    suffix = "; record and key removed" if files else ""
+    return {"name": name, "kind": kind, "removed": True, "message": message + suffix}
+
+
+def forget(name: str) -> list[str]:
+    """Remove the local record and key of `name` without asking SkyPilot anything (the explicit way to
+    drop a record, e.g. of a deployment that lives on another API server)."""
+    if not state.exists(name) and not state.key_path(name).exists():
+        raise UnknownDeploymentError(f"no gptoss-sky record or key named {name!r}; nothing was touched")
+    return state.remove(name)
 
 
 def idle_serve_controllers(client: Any) -> list[str]:

@@ -301,20 +301,22 @@ def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
     assert not any(c[0] == "down" for c in sky.calls) and state.exists("gptoss-keep")
 
 
-def test_status_cleans_records_whose_cluster_is_gone(openai_ok):
+def test_status_keeps_records_whose_cluster_skypilot_does_not_list(openai_ok):
     cat = catalog.load()
     sky = RecordingSky(openai_ok)
     lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-gone"), progress=lambda m: None,
                      ready_timeout=10)
-    sky.live_clusters.clear()  # torn down behind our back
+    sky.live_clusters.clear()  # torn down behind our back, or this client points at another API server
     rows = lifecycle.status(sky)
-    assert rows[0]["state"].startswith("gone") and not state.exists("gptoss-gone")
+    assert rows[0]["state"] == "not found" and state.exists("gptoss-gone")
+    assert os.path.isfile(state.load("gptoss-gone").key_path)  # only `down`/`forget` remove the key
 
 
 def test_corrupt_record_never_breaks_status(openai_ok):
     state.home().joinpath("deployments").mkdir(parents=True, exist_ok=True)
     state.home().joinpath("deployments", "gptoss-bad.json").write_text("{not json")
-    assert lifecycle.status(RecordingSky(openai_ok)) == []
+    rows = lifecycle.status(RecordingSky(openai_ok))
+    assert [(r["name"], r["state"]) for r in rows] == [("gptoss-bad", "unreadable record")]
 
 
 def test_concurrent_saves_never_corrupt_records():

@@ -1,8 +1,8 @@
 """The `gptoss-sky` command line. Only this package imports click or rich, prints, or picks exit codes.
 
 Command modules register on the `cli` group: catalog_cmds (capacity, render), deploy (plan, up, serve,
-scale, status, endpoint, down), verify (smoke, bench, eval) and operate (logs, doctor). SkyPilot is
-imported lazily inside the commands that need it, so `gptoss-sky --help` stays fast.
+scale, status, endpoint, down, forget), verify (smoke, bench, eval) and operate (logs, doctor). SkyPilot
+is imported lazily inside the commands that need it, so `gptoss-sky --help` stays fast.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from launcher import catalog as catalog_mod
 from launcher import lifecycle, plan as plan_mod, render, state
 from launcher.cli._common import (check_host_port, json_option, non_negative_int, parse_gpu_spec,
                                   positive_int, positive_number, print_json, stderr, stdout, table_console)
-from launcher.errors import NoCloudError, UserError
+from launcher.errors import NoCloudError, SkyError, UserError
 
 
 def _tool_server(ctx, param, value):
@@ -335,6 +335,9 @@ def status(names, watch, interval, window, no_metrics, json_):
             stderr.print("No gptoss-sky deployments.")
             return 0
         table_console().print(_status_table(found, not no_metrics))
+        for r in found:
+            if r.get("note"):
+                stderr.print(f"{r['name']}: {r['note']}", markup=False, soft_wrap=True)
         return 0
     from rich.live import Live
 
@@ -375,10 +378,10 @@ def _status_table(rows, with_metrics):
     for r in rows:
         replicas = r.get("replicas") or []
         ready = sum(1 for x in replicas if x.get("status") == "READY")
-        table.add_row(r["name"], r["kind"], r.get("model") or "-", str(r.get("state")), r.get("cloud") or "-",
+        table.add_row(r["name"], r.get("kind") or "-", r.get("model") or "-", str(r.get("state")), r.get("cloud") or "-",
                       r.get("region") or "-", _money(r.get("price_per_hour")),
                       f"{(r.get('uptime_s') or 0) / 3600:.1f}h", _money(r.get("cost_so_far")),
-                      f"{ready}/{len(replicas)}" if r["kind"] == "service" else "-",
+                      f"{ready}/{len(replicas)}" if r.get("kind") == "service" else "-",
                       r.get("endpoint") or "-", *engine_cells(r.get("engine")))
         for x in replicas:
             table.add_row(f"  replica {x.get('id')}", "replica", "", str(x.get("status")), "", "",
@@ -400,12 +403,14 @@ def endpoint(name):
 
 @click.command("down")
 @click.argument("names", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Every gptoss-sky cluster and service.")
+@click.option("--all", "everything", is_flag=True,
+              help="Every deployment this client has a record of, and live gptoss-* ones SkyPilot says this "
+                   "user owns (never another user's on a shared API server).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--purge", is_flag=True, help="Remove records even if the cloud reports errors.")
+@click.option("--purge", is_flag=True, help="Remove records even if the cloud reports errors (SkyPilot's --purge too).")
 @json_option
 def down(names, everything, yes, purge, json_):
-    """Tear down what gptoss-sky launched: NAME... or --all."""
+    """Tear down what gptoss-sky launched: NAME... or --all. Tries every target; exits 1 if one stays."""
     from launcher import skyapi
 
     if bool(names) == everything:
@@ -417,19 +422,53 @@ def down(names, everything, yes, purge, json_):
         stderr.print("Nothing to tear down.")
     elif not yes and not click.confirm(f"Tear down {', '.join(n for n, _ in targets)}?", err=True):
         raise click.Abort()
-    removed = lifecycle.down(client, targets, purge, _progress(json_))
-    controllers = lifecycle.idle_serve_controllers(client) if everything else []
+    results = lifecycle.down(client, targets, purge, _progress(json_))
     stopped = []
-    for controller in controllers:
-        if yes or click.confirm(f"No service is left; stop the idle serve controller {controller}?", err=True):
-            client.down(controller, purge=purge)
-            stopped.append(controller)
+    if everything and not any(not r["removed"] for r in results):
+        for controller in lifecycle.idle_serve_controllers(client):
+            if yes or click.confirm(f"No service is left; stop the idle serve controller {controller}?", err=True):
+                try:
+                    client.down(controller, purge=purge)
+                except SkyError as exc:
+                    results.append({"name": controller, "kind": "controller", "removed": False, "message": str(exc)})
+                    continue
+                stopped.append(controller)
+    failed = [r for r in results if not r["removed"]]
     if json_:
-        print_json({"removed": removed, "controllers_stopped": stopped})
+        print_json({"removed": [r["name"] for r in results if r["removed"]], "controllers_stopped": stopped,
+                    "results": results})
     else:
-        for name in removed + stopped:
-            stdout.print(f"removed {name}")
+        for r in results:
+            if r["removed"]:
+                stdout.print(f"removed {r['name']} ({r['message']})", markup=False)
+        for name in stopped:
+            stdout.print(f"removed {name}", markup=False)
+        for r in failed[:-1]:
+            stderr.print(f"not removed: {r['name']}: {r['message']}", markup=False, soft_wrap=True)
+    if failed:
+        last = failed[-1]
+        raise SkyError(f"{len(failed)} of {len(results)} not removed; {last['name']}: {last['message']}"
+                       if len(failed) > 1 or len(results) > 1 else f"{last['name']}: {last['message']}")
     return 0
 
 
-COMMANDS = [plan, up, serve, scale, status, endpoint, down]
+@click.command("forget")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def forget(name, yes, json_):
+    """Delete NAME's local record and API key without asking SkyPilot (`down` tears down and forgets)."""
+    full = state.validate_name(name)
+    if not yes and not click.confirm(f"Forget {full} (its record and API key; anything still running keeps "
+                                     "running and billing)?", err=True):
+        raise click.Abort()
+    removed = lifecycle.forget(full)
+    if json_:
+        print_json({"forgotten": full, "files": removed})
+    else:
+        stdout.print(f"forgot {full} ({len(removed)} file(s) removed; SkyPilot was not asked: if it still runs, "
+                     f"`sky down {full}` or `sky serve down {full}` stops it)", markup=False)
+    return 0
+
+
+COMMANDS = [plan, up, serve, scale, status, endpoint, down, forget]
