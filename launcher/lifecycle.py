@@ -76,10 +76,17 @@ def deployment_for(name: str, recipes: Sequence[Recipe], *, service: bool, image
     )
 
 
-def _check_free(client: Any, name: str, service: bool) -> None:
+def name_taken(name: str) -> str | None:
+    """Why `name` cannot be launched from this client (it has a record, maybe corrupt), or None."""
     if state.exists(name):
-        raise UserError(f"a deployment named {name} already exists; pick another --name or "
-                        f"`gptoss-sky down {name}` first")
+        return f"a deployment named {name} already exists; pick another --name or `gptoss-sky down {name}` first"
+    return None
+
+
+def _check_free(client: Any, name: str, service: bool) -> None:
+    taken = name_taken(name)
+    if taken:
+        raise UserError(taken)
     live = client.services([name]) if service else client.clusters([name])
     if any(item.get("name") == name for item in live):
         raise UserError(f"SkyPilot already has a {'service' if service else 'cluster'} named {name}; "

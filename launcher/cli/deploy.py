@@ -157,6 +157,9 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, *
         full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
     except UserError as exc:
         raise UserError(f"--name: {exc}") from None
+    taken = lifecycle.name_taken(full_name)
+    if taken and not dryrun:
+        raise UserError(taken)
     catalog, m, result = _plan(**plan_args)
     spot, infra, optimize = plan_args["spot"], plan_args["infra"], plan_args["optimize"]
     recipes = lifecycle.choose_recipes(result, top_kinds=3 if optimize == "cost-per-token" else None)
@@ -171,6 +174,8 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, *
         stderr.print(f"[bold]{full_name}[/]: {m.name} on the cheapest available of "
                      f"{', '.join(r.accelerator for r in recipes)} (SkyPilot fails over in price order).")
     if dryrun:
+        if taken:
+            stderr.print(f"Note: {taken}", markup=False, soft_wrap=True)
         if json_:
             print_json({"name": full_name, "kind": kind, "dryrun": True, "yaml": text,
                         "offers": [o.to_dict() for o in result.offers[:8]]})
