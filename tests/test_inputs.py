@@ -103,6 +103,7 @@ CASES = [
     (["down"], ["NAME", "--all"]),
     (["down", "gptoss-x", "--all"], ["NAME", "--all", "not both"]),
     (["down", "Bad_Name", "-y"], ["invalid name", "lower-case"]),
+    (["forget", "Bad_Name", "-y"], ["invalid name", "lower-case"]),
     # capacity (vLLM's own start-up rules)
     (["capacity", "20b", "--gpu", "H100", "--max-num-batched-tokens", "1"],
      ["--max-num-batched-tokens", "at least 1024"]),
