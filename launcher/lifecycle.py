@@ -260,29 +260,28 @@ def _current_user(client: Any) -> Any:
 
 
 def _owner(live: dict | None) -> Any:
+    """Who launched a live cluster/service, as SkyPilot records it (user_name, else user_hash)."""
     if not live:
         return None
     return live.get("owner") or live.get("user_name") or live.get("user_hash")
 
 
 def _someone_elses(live: dict | None, me: Any) -> bool:
-    """True only when both sides are known and differ; unknown ownership is never treated as foreign."""
-    owner = _owner(live)
-    if owner is None or me is None:
+    """True only when both sides are known and differ; unknown ownership is never treated as foreign.
+    SkyPilot's user hash decides when both carry one (names can repeat across machines)."""
+    if not live or me is None:
         return False
     if isinstance(me, dict):
+        for key in ("user_hash", "user_name"):
+            if live.get(key) and me.get(key):
+                return str(live[key]) != str(me[key])
         mine = {str(v) for v in me.values() if v}
     elif isinstance(me, (list, tuple, set)):
         mine = {str(v) for v in me if v}
     else:
         mine = {str(me)}
-    return bool(mine) and str(owner) not in mine
-
-
-def _owner_text(owner: Any) -> str:
-    if isinstance(owner, dict):
-        return str(owner.get("name") or owner.get("id") or owner)
-    return str(owner)
+    owner = _owner(live)
+    return owner is not None and bool(mine) and str(owner) not in mine
 
 
 # --- status --------------------------------------------------------------------------------------------
@@ -320,8 +319,8 @@ def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:
         found = (clusters if record.kind == "cluster" else services).get(record.name)
         if found is not None and _someone_elses(found, me):
             rows.append(_row(record, None, now) | {
-                "state": "not found", "owner": _owner_text(_owner(found)),
-                "note": f"the name is now used by {_owner_text(_owner(found))}'s deployment; yours is gone: "
+                "state": "not found", "owner": str(_owner(found)),
+                "note": f"the name is now used by {_owner(found)}'s deployment; yours is gone: "
                         f"`gptoss-sky down {record.name}` removes only your record and key"})
             continue
         row = _row(record, found, now)
@@ -345,10 +344,10 @@ def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:
                 continue
             owner = _owner(found)
             foreign = _someone_elses(found, me)
-            whose = f"owned by {_owner_text(owner)}, " if foreign else ""
+            whose = f"owned by {owner}, " if foreign else ""
             rows.append({"name": name, "kind": "cluster" if name in clusters else "service", "model": None,
                          "state": f"{found.get('status')} ({whose}no local record)",
-                         "owner": _owner_text(owner) if owner is not None else None,
+                         "owner": str(owner) if owner is not None else None,
                          "endpoint": found.get("endpoint"),
                          "note": None if foreign else f"not launched from this client (or its record was "
                                                       f"forgotten); `gptoss-sky down {name}` tears it down"})
@@ -465,7 +464,7 @@ def down_targets(client: Any, names: Sequence[str], everything: bool) -> list[tu
                 break
         if found and _someone_elses(found[1], me):
             if not recorded:
-                raise UserError(f"{name} belongs to {_owner_text(_owner(found[1]))} on the shared SkyPilot API "
+                raise UserError(f"{name} belongs to {_owner(found[1])} on the shared SkyPilot API "
                                 "server; gptoss-sky will not tear down someone else's deployment")
             out.append((name, RECORD_ONLY))
         elif found:

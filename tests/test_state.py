@@ -186,6 +186,17 @@ def test_someone_elses_service_is_shown_as_theirs_and_never_torn_down(sky):
     assert ("serve_down", "gptoss-svc-20b") not in sky.calls
 
 
+def test_ownership_follows_skypilots_user_hash_when_both_sides_carry_one(sky):
+    sky.me = {"user_hash": "b0b0b0b0", "user_name": "ubuntu"}
+    sky.live_services["gptoss-svc-x"] = {"name": "gptoss-svc-x", "status": "READY",
+                                         "user_hash": "a11ce000", "user_name": "ubuntu"}  # same name, other user
+    sky.live_clusters["gptoss-y"] = {"name": "gptoss-y", "status": "UP", "user_hash": "b0b0b0b0",
+                                     "user_name": "ubuntu"}
+    result = invoke("down", "--all", "-y", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["removed"] == ["gptoss-y"] and "gptoss-svc-x" in sky.live_services
+
+
 def test_a_stale_record_whose_name_another_user_now_runs_is_cleaned_without_touching_theirs(sky):
     sky.me = "bob"
     record("gptoss-svc-20b", kind="service")  # bob's, long gone
