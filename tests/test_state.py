@@ -291,6 +291,31 @@ def test_two_ups_of_one_name_at_once_cannot_both_launch(openai_ok):
     assert state.load("gptoss-race").state == "up" and Path(state.key_path("gptoss-race")).is_file()
 
 
+def _claim_in_a_process(home, start_at):
+    import time
+
+    os.environ["GPTOSS_SKY_HOME"] = home
+    while time.time() < start_at:
+        pass
+    try:
+        state.claim(state.Record(name="gptoss-proc", kind="cluster", model="m", served_model="m",
+                                 key_path="", created=state.now(), sky_called=False))
+        return "claimed"
+    except UserError:
+        return "refused"
+
+
+def test_only_one_of_several_processes_claims_a_name():
+    import multiprocessing
+    import time
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        start_at = time.time() + 1.0
+        outcomes = pool.starmap(_claim_in_a_process, [(str(state.home()), start_at)] * 4)
+    assert sorted(outcomes) == ["claimed", "refused", "refused", "refused"]
+    assert state.load("gptoss-proc").sky_called is False
+
+
 # --- item 4: state faults are one line, never a traceback ------------------------------------------------
 
 def _one_line_error(result, code=(1,)):

@@ -123,6 +123,12 @@ class FuzzSky:
     def serve_update(self, config, name, *, secrets, envs):
         pass
 
+    def tail_logs(self, name, job_id=None, *, follow=True, tail=0):
+        raise NotFoundError(f"cluster {name} does not exist")
+
+    def serve_logs(self, name, replica_id, *, follow=True, tail=0):
+        raise NotFoundError(f"service {name} does not exist")
+
 
 def build(root: Path, world) -> Path:
     """Lay the world out under root; return GPTOSS_SKY_HOME."""
@@ -189,7 +195,7 @@ COMMANDS = [
     ["endpoint", "a"], ["endpoint", "svc-c"],
     ["scale", "svc-c", "--replicas", "2"], ["scale", "a", "--replicas", "2"],
     ["smoke", "a", "--timeout", "1"], ["smoke", "svc-c", "--timeout", "1"],
-    ["bench", "b"], ["bench", "svc-c"],
+    ["bench", "b"], ["bench", "svc-c"], ["logs", "a"], ["logs", "svc-c"],
     ["forget", "b", "-y"], ["down", "a", "-y"], ["down", "svc-c", "-y", "--purge"],
     ["down", "--all", "-y", "--json"], ["down", "--all", "-y"],
 ]
