@@ -57,7 +57,16 @@ class NotFoundError(SkyError):
 
 
 class LaunchFailedError(SkyError):
-    """A launch failed on the node (setup, job or engine exit); the message carries the cause and log tail."""
+    """A launch failed on the node (setup, job or engine exit); the message carries the cause and log tail.
+
+    `cause`, `log_tail` (the last log lines) and `phases` (how far it got) are kept for --json."""
+
+    def __init__(self, message: str, *, cause: str | None = None, log_tail: list[str] | None = None,
+                 phases: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or message
+        self.log_tail = list(log_tail or [])
+        self.phases = list(phases or [])
 
 
 class EndpointError(GptossSkyError):

@@ -15,9 +15,10 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from launcher import render, state
+from launcher import watch as watch_mod
 from launcher.catalog import Catalog, Model
-from launcher.errors import (EndpointError, GptossSkyError, NotFoundError, SkyError, StateError,
-                             UnknownDeploymentError, UserError)
+from launcher.errors import (EndpointError, GptossSkyError, LaunchFailedError, NotFoundError, SkyError,
+                             StateError, UnknownDeploymentError, UserError)
 from launcher.plan import Plan
 from launcher.recipes import Recipe
 
@@ -94,8 +95,13 @@ def _check_free(client: Any, name: str, service: bool) -> None:
 
 
 def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deployment, *,
-           progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None) -> dict[str, Any]:
-    """Launch one cluster (or service), wait until the model answers, smoke-test it."""
+           progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None,
+           observer: watch_mod.Observer | None = None, poll: float | None = None) -> dict[str, Any]:
+    """Launch one cluster (or service), watch the node until the model answers, smoke-test it.
+
+    `observer` sees every phase, state and log line (the live view); a failed setup, job, replica or
+    engine raises LaunchFailedError within `poll` seconds, with the cause and the last log lines.
+    """
     config = render.render_config(catalog, deployment)
     name = deployment.name
     secret = deployment.recipes[0].engine.api_key_env
@@ -114,29 +120,58 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
             state.remove(name)  # nothing was launched: leave neither a record nor an orphan key
         raise
     envs = {"GPTOSS_IDLE_MINUTES": str(deployment.idle_minutes)}
+    poll = watch_mod.POLL_S if poll is None else poll
+    saved = {"phases": 0}
+
+    def observe(w: watch_mod.Watch, event: str) -> None:
+        if event == "phase":  # keep the timeline in the record, so `status --json` shows it mid-launch
+            current = w.phases()
+            if len(current) != saved["phases"]:
+                saved["phases"] = len(current)
+                state.save(replace(record, phases=current))
+        if observer is not None:
+            observer(w, event)
+
+    view = watch_mod.Watch(name, record.kind, observe)
+    served = model.served_names[0]
     try:
         if deployment.service:
-            progress(f"Starting service {name} (replicas provision, install vLLM, download weights)...")
+            progress(f"Starting service {name} (replicas provision, install the engine, download weights)...")
             record = _mark_sky_called(record)
+            view.begin("controller")
             endpoint = normalize_endpoint(client.serve_up(config, name, secrets={secret: key}, envs=envs))
-            _wait_service_ready(client, name, progress, ready_timeout)
+            view.begin("replicas")
+            _wait_service_ready(client, name, view, ready_timeout, poll)
+            view.begin("answering")
+            progress(f"Waiting for {endpoint} to answer...")
+            wait_until_answering(endpoint, key, served, ready_timeout, view.set_note, interval=min(poll, 5.0))
         else:
-            progress(f"Launching cluster {name}: provisioning, setup (vLLM, weights), then the server...")
+            progress(f"Launching cluster {name}: provisioning, setup (engine, weights), then the server...")
+            view.begin("provision")
             idle = deployment.idle_minutes
             record = _mark_sky_called(record)
-            client.launch(config, name, secrets={secret: key}, envs=envs,
-                          idle_minutes=1 if idle else None, down=bool(idle))
+            job_id = client.launch(config, name, secrets={secret: key}, envs=envs,
+                                   idle_minutes=1 if idle else None, down=bool(idle))
+            job_id = job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None
             endpoint = normalize_endpoint(client.endpoint(name, record.port))
-        progress(f"Waiting for {endpoint} to load the model and answer...")
-        wait_until_answering(endpoint, key, model.served_names[0], ready_timeout, progress)
+            with httpx.Client(timeout=10) as http:
+                watch_mod.watch_cluster(client, name, job_id, lambda: _probe(http, endpoint, key, served), view,
+                                        ready_timeout, poll)
+            view.begin("answering")
     except (GptossSkyError, KeyboardInterrupt) as exc:
-        raise _launch_stopped(record, exc) from exc
-    record = replace(record, state="up")
+        view.finish()
+        raise _launch_stopped(replace(record, phases=view.phases()), exc) from exc
+    record = replace(record, state="up", phases=view.phases())
     state.save(record)
     result = {"name": name, "kind": record.kind, "endpoint": endpoint, "model": record.served_model,
               "key_path": record.key_path}
     if smoke is not None:
+        view.begin("smoke")
         result["smoke"] = smoke(endpoint, key, record.served_model)
+    view.finish()
+    record = replace(record, phases=view.phases())
+    state.save(record)
+    result["phases"] = record.phases
     return result
 
 
@@ -149,7 +184,8 @@ def _mark_sky_called(record: state.Record) -> state.Record:
 
 
 def _launch_stopped(record: state.Record, exc: BaseException) -> GptossSkyError:
-    """Record how the launch ended and say what may exist and how to remove it."""
+    """Record how the launch ended and say what may exist and how to remove it; a failure on the node
+    keeps its cause and log tail (LaunchFailedError)."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     with contextlib.suppress(GptossSkyError, OSError):
         state.save(replace(record, state="interrupted" if interrupted else "failed"))
@@ -158,25 +194,34 @@ def _launch_stopped(record: state.Record, exc: BaseException) -> GptossSkyError:
     if not record.sky_called:
         return SkyError(f"{name} did not start ({reason}) before SkyPilot was asked for anything, so nothing "
                         f"exists; `gptoss-sky down {name}` removes its record")
-    return SkyError(f"{name} did not come up ({reason}). The {record.kind} may still exist and bill: "
-                    f"check `gptoss-sky status {name}`, remove it with `gptoss-sky down {name}`")
+    hint = (f"The {record.kind} may still exist and bill: check `gptoss-sky status {name}`, remove it with "
+            f"`gptoss-sky down {name}`")
+    if isinstance(exc, LaunchFailedError):
+        tail = "\n".join(f"  {line}" for line in exc.log_tail) or "  (the log is empty)"
+        return LaunchFailedError(f"{name} did not come up: {exc.cause}. {hint}\n"
+                                 f"Last {len(exc.log_tail)} log lines:\n{tail}",
+                                 cause=exc.cause, log_tail=exc.log_tail, phases=record.phases)
+    return SkyError(f"{name} did not come up ({reason}). {hint}")
 
 
-def _wait_service_ready(client: Any, name: str, progress: Progress, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        services = client.services([name])
-        status = services[0]["status"] if services else "MISSING"
-        if status != last:
-            progress(f"service {name}: {status}")
-            last = status
-        if status == "READY":
-            return
-        if status in ("FAILED", "FAILED_CLEANUP", "MISSING"):
-            raise SkyError(f"service {name} is {status}")
-        time.sleep(10)
-    raise SkyError(f"service {name} not READY after {timeout:.0f} s")
+def _wait_service_ready(client: Any, name: str, view: watch_mod.Watch, timeout: float,
+                        poll: float = watch_mod.POLL_S) -> None:
+    """Until SkyServe says READY; a failed controller, service or replica ends the wait at once."""
+    watch_mod.watch_service(client, name, view, timeout, poll)
+
+
+def _probe(http: httpx.Client, base_url: str, key: str, model: str) -> str | None:
+    """None when /health answers and /v1/models (with the key) lists the model; else what was seen."""
+    try:
+        health = http.get(f"{base_url}/health")
+        if health.status_code != 200:
+            return f"/health answered {health.status_code} (model loading)"
+        models = http.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+        if models.status_code == 200 and any(m.get("id") == model for m in models.json().get("data", [])):
+            return None
+        return f"/v1/models answered {models.status_code}"
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        return f"not answering yet ({type(exc).__name__})"
 
 
 def wait_until_answering(base_url: str, key: str, model: str, timeout: float, progress: Progress,
@@ -186,18 +231,9 @@ def wait_until_answering(base_url: str, key: str, model: str, timeout: float, pr
     last = ""
     with httpx.Client(timeout=10) as http:
         while True:
-            try:
-                health = http.get(f"{base_url}/health")
-                if health.status_code == 200:
-                    models = http.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"})
-                    if models.status_code == 200 and any(
-                            m.get("id") == model for m in models.json().get("data", [])):
-                        return
-                    note = f"/v1/models answered {models.status_code}"
-                else:
-                    note = f"/health answered {health.status_code} (model loading)"
-            except (httpx.HTTPError, ValueError) as exc:
-                note = f"not answering yet ({type(exc).__name__})"
+            note = _probe(http, base_url, key, model)
+            if note is None:
+                return
             if note != last:
                 progress(note)
                 last = note
@@ -369,7 +405,7 @@ def _row(record: state.Record, live: dict | None, now: float) -> dict[str, Any]:
            "state": (live or {}).get("status") or record.state, "cloud": (live or {}).get("cloud"),
            "region": (live or {}).get("region"), "price_per_hour": price, "uptime_s": round(uptime),
            "cost_so_far": cost,
-           "endpoint": None, "replicas": (live or {}).get("replicas"), "note": None}
+           "endpoint": None, "replicas": (live or {}).get("replicas"), "note": None, "phases": record.phases}
     if live and live.get("endpoint"):
         row["endpoint"] = normalize_endpoint(live["endpoint"])
     return row

@@ -63,6 +63,7 @@ class Record:
     # False until SkyPilot is asked to launch: a record that never got that far has nothing to tear down.
     # Records written before this field existed default to True (something may exist).
     sky_called: bool = True
+    phases: list[dict[str, Any]] = field(default_factory=list)  # the launch's timeline (launcher.phases)
 
     @classmethod
     def from_dict(cls, data: Any) -> "Record":
@@ -103,6 +104,7 @@ _FIELD_CHECKS = {
     "secret_name": lambda v: isinstance(v, str) and bool(v),
     "port": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536,
     "sky_called": lambda v: isinstance(v, bool),
+    "phases": lambda v: isinstance(v, list) and all(isinstance(p, dict) for p in v),
 }
 
 

@@ -193,6 +193,15 @@ class RecordingSky:
         self.calls.append(("serve_down", name))
         self.live_services.pop(name, None)
 
+    def job_status(self, name, job_id=None):
+        return "RUNNING" if name in self.live_clusters else None
+
+    def tail_logs(self, name, job_id=None, *, follow=True, tail=0):
+        yield from ()
+
+    def serve_logs(self, name, replica_id, *, follow=True, tail=0):
+        yield from ()
+
 
 @pytest.fixture
 def openai_ok():

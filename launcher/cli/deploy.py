@@ -6,13 +6,14 @@ import time
 
 import click
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from launcher import catalog as catalog_mod
-from launcher import lifecycle, plan as plan_mod, render, state
+from launcher import lifecycle, phases as phases_mod, plan as plan_mod, render, state
 from launcher.cli._common import (check_host_port, json_option, non_negative_int, parse_gpu_spec,
                                   positive_int, positive_number, print_json, stderr, stdout, table_console)
-from launcher.errors import NoCloudError, SkyError, UserError
+from launcher.errors import GptossSkyError, NoCloudError, SkyError, UserError
 
 
 def _tool_server(ctx, param, value):
@@ -192,13 +193,49 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, *
         raise click.Abort()
     client = skyapi.SkyClient()
     smoke = None if no_smoke else _smoke_runner(json_)
-    outcome = lifecycle.launch(catalog, client, m, deployment, progress=_progress(json_), smoke=smoke)
+    with LaunchView(json_) as view:
+        try:
+            outcome = lifecycle.launch(catalog, client, m, deployment, progress=view.progress, smoke=smoke,
+                                       observer=view.observe)
+        except GptossSkyError as exc:
+            if json_:  # the one JSON document says what failed, as the error line on stderr does
+                print_json({"name": full_name, "kind": kind, "ok": False, "error": str(exc),
+                            "cause": getattr(exc, "cause", str(exc)), "log_tail": getattr(exc, "log_tail", []),
+                            "phases": getattr(exc, "phases", None) or _recorded_phases(full_name)})
+            raise
+    return _report_outcome(outcome, smoke, json_)
+
+
+def _recorded_phases(name):
+    try:
+        return state.load(name).phases
+    except GptossSkyError:
+        return []
+
+
+def _report_outcome(outcome, smoke, json_):
+    """Smoke report check by check, then "Ready" only if smoke passed (or was skipped); exit 1 if not."""
+    report = outcome.get("smoke")
+    smoke_ok = not isinstance(report, dict) or bool(report.get("ok"))
+    outcome["ok"] = smoke_ok
     if json_:
         print_json(outcome)
     else:
-        _print_ready(outcome)
-    smoke_ok = outcome.get("smoke", {}).get("ok", True) if isinstance(outcome.get("smoke"), dict) else True
-    return 0 if smoke_ok else 1
+        if smoke is not None and getattr(smoke, "report", None) is not None:
+            from launcher.cli.verify import print_smoke_report
+
+            print_smoke_report(smoke.report)
+        stderr.print(f"[dim]Time: {phases_mod.summary(outcome.get('phases') or [])}[/]")
+        if smoke_ok:
+            _print_ready(outcome)
+    if not smoke_ok:
+        name = outcome["name"]
+        failed = ", ".join(report.get("failed") or []) or "see the report above"
+        stderr.print(f"[red]Smoke test failed[/] ({failed}): {name} is up at {outcome['endpoint']} but does not "
+                     f"serve correctly. It stays up and bills: re-check with `gptoss-sky smoke {name}`, "
+                     f"remove it with `gptoss-sky down {name}`.")
+        return 1
+    return 0
 
 
 def kind_prefix(kind):
@@ -213,16 +250,111 @@ def _progress(json_):
 
 
 def _smoke_runner(json_):
-    try:
-        from launcher import smoke as smoke_mod
-    except ImportError:  # the smoke module ships with issue 4
-        return None
+    """The smoke test lifecycle runs once the model answers; keeps the report for printing."""
+    from launcher import smoke as smoke_mod
 
     def run(endpoint, key, model):
         report = smoke_mod.smoke(endpoint, key, model)
-        data = report.to_dict() if hasattr(report, "to_dict") else report
-        return data
+        run.report = report
+        return report.to_dict()
+    run.report = None
     return run
+
+
+class LaunchView:
+    """The launch as the user watches it on stderr: a rich Live of phases with elapsed times, the job's
+    state and the last log lines; plain lines instead when stderr is not a terminal or with --json."""
+
+    def __init__(self, json_):
+        self.live = None
+        self.plain = json_ or not stderr.is_terminal
+        self.watch = None
+        self._shown = {}
+        self._status = {}
+
+    def __enter__(self):
+        if not self.plain:
+            from rich.live import Live
+
+            self.live = Live(self, console=stderr, refresh_per_second=4, redirect_stdout=False,
+                             redirect_stderr=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            self.live.refresh()
+            self.live.__exit__(*exc)
+        return False
+
+    def progress(self, message):
+        if self.live is not None:
+            self.live.console.print(f"[dim]{escape(message)}[/]")
+        else:
+            stderr.print(f"[dim]{escape(message)}[/]")
+
+    def _elapsed(self):
+        return phases_mod.duration(self.watch.clock() - self.watch.started) if self.watch else "0s"
+
+    def observe(self, watch, event):
+        self.watch = watch
+        if self.live is not None:
+            return  # the Live re-renders on its own refresh
+        if event == "phase":
+            self._plain_phases(None, watch.timeline)
+            for rid, replica in sorted(watch.replicas.items()):
+                self._plain_phases(rid, replica.timeline)
+        elif event == "replica":
+            for rid, replica in sorted(watch.replicas.items()):
+                if self._status.get(rid) != replica.status:
+                    self._status[rid] = replica.status
+                    stderr.print(f"[{self._elapsed():>6}] {watch.name} replica {rid}: {replica.status}")
+                self._plain_phases(rid, replica.timeline)
+        elif event == "status" and watch.status:
+            what = "service" if watch.kind == "service" else "job"
+            stderr.print(f"[{self._elapsed():>6}] {watch.name} {what}: {watch.status}")
+        elif event == "note" and watch.note:
+            stderr.print(f"[dim][{self._elapsed():>6}] {escape(watch.note)}[/]")
+
+    def _plain_phases(self, rid, timeline):
+        shown = self._shown.get(rid, 0)
+        for phase in timeline.phases[shown:]:
+            who = self.watch.name if rid is None else f"{self.watch.name} replica {rid}"
+            stderr.print(f"[{self._elapsed():>6}] {who}: {phases_mod.LABELS.get(phase.name, phase.name)}")
+        self._shown[rid] = len(timeline.phases)
+
+    def __rich__(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        watch = self.watch
+        if watch is None:
+            return Text("Starting...", style="dim")
+        now = watch.clock()
+        table = Table(box=None, show_header=False, padding=(0, 1))
+        table.add_column(width=2)
+        table.add_column()
+        table.add_column(justify="right")
+        with watch.lock:
+            rows = [(None, p) for p in watch.timeline.phases]
+            for rid, replica in sorted(watch.replicas.items()):
+                rows += [(rid, p) for p in replica.timeline.phases]
+            lines = list(watch.lines)[-5:]
+        for rid, phase in rows:
+            done = phase.end is not None
+            label = phases_mod.LABELS.get(phase.name, phase.name)
+            if rid is not None:
+                label = f"replica {rid}: {label}"
+            seconds = (phase.end if done else now) - phase.start
+            table.add_row("[green]✓[/]" if done else "[cyan]…[/]", label if done else f"[bold]{label}[/]",
+                          phases_mod.duration(seconds))
+        what = "service" if watch.kind == "service" else "job"
+        head = Text.assemble((f"{watch.name}", "bold"), f"  {phases_mod.duration(now - watch.started)}",
+                             (f"  {what} {watch.status}" if watch.status else "", "dim"),
+                             (f"  {watch.note}" if watch.note else "", "dim"))
+        parts = [head, table]
+        parts += [Text(line[:200], style="dim", overflow="ellipsis", no_wrap=True) for line in lines]
+        return Group(*parts)
 
 
 def _print_ready(outcome):

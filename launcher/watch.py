@@ -1,0 +1,296 @@
+"""Watching a launch: tail the node's log, follow the job's or service's state, and stop at the first
+sign of failure instead of waiting out the timeout.
+
+The log is read through the SkyPilot seam (`SkyClient.tail_logs` / `serve_logs`) in daemon threads that
+only push lines into a queue; all decisions happen in the caller's thread. What the user sees is a
+`Watch` (phases, per-replica phases, the last log lines) handed to an observer callback on every change.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from launcher import phases as phases_mod
+from launcher.errors import EndpointError, LaunchFailedError
+
+POLL_S = 5.0  # how often job/service state and the endpoint are asked: failures show within this
+TAIL_LINES = 20  # log lines kept, and shown when a launch fails
+DRAIN_S = 3.0  # after a failure, how long the log tail may take to deliver its last lines
+
+JOB_FAILED = {"FAILED_SETUP": "setup failed on the node (job FAILED_SETUP)",
+              "FAILED": "the job failed (FAILED)",
+              "FAILED_DRIVER": "the job's driver failed (FAILED_DRIVER)"}
+JOB_ENDED = {"SUCCEEDED", "CANCELLED"}  # the engine stopped before it answered
+SERVICE_FAILED = {"CONTROLLER_FAILED": "the service controller failed (CONTROLLER_FAILED)",
+                  "FAILED": "the service's replicas failed and none is ready (FAILED)",
+                  "FAILED_CLEANUP": "the service failed and could not be cleaned up (FAILED_CLEANUP)"}
+REPLICA_FAILED = {"FAILED", "FAILED_INITIAL_DELAY", "FAILED_PROBING", "FAILED_PROVISION", "FAILED_CLEANUP",
+                  "UNKNOWN"}
+REPLICA_RUNNING = {"STARTING", "READY", "NOT_READY"}  # its job exists, so its log can be tailed
+
+Observer = Callable[["Watch", str], None]
+
+
+@dataclass
+class Replica:
+    id: int
+    status: str | None = None
+    timeline: phases_mod.Timeline = field(default_factory=phases_mod.Timeline)
+    lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+
+
+class Watch:
+    """What a launch has shown so far. Mutated by the launching thread; read by the view's refresh."""
+
+    def __init__(self, name: str, kind: str, observer: Observer | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.name, self.kind = name, kind
+        self.clock = clock
+        self.started = clock()
+        self.timeline = phases_mod.Timeline()
+        self.replicas: dict[int, Replica] = {}
+        self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.status: str | None = None
+        self.note: str | None = None
+        self.lock = threading.Lock()
+        self._observer = observer
+
+    def _tell(self, event: str) -> None:
+        if self._observer is not None:
+            self._observer(self, event)
+
+    def begin(self, phase: str, at: float | None = None) -> None:
+        with self.lock:
+            began = self.timeline.begin(phase, self.clock() if at is None else at)
+        if began:
+            self._tell("phase")
+
+    def finish(self) -> None:
+        with self.lock:
+            self.timeline.finish(self.clock())
+            for replica in self.replicas.values():
+                replica.timeline.finish(self.clock())
+        self._tell("phase")
+
+    def line(self, text: str, replica: int | None = None) -> phases_mod.Marker | None:
+        """One log line: kept for the tail, and its phase marker applied."""
+        text = phases_mod.clean(text)
+        with self.lock:
+            if replica is None:
+                self.lines.append(text)
+                before = len(self.timeline.phases)
+                marker = self.timeline.feed(text)
+                changed = len(self.timeline.phases) != before
+            else:
+                r = self.replicas.setdefault(replica, Replica(replica))
+                r.lines.append(text)
+                self.lines.append(f"[replica {replica}] {text}")
+                before = len(r.timeline.phases)
+                marker = r.timeline.feed(text)
+                changed = len(r.timeline.phases) != before
+        self._tell("phase" if changed else "line")
+        return marker
+
+    def set_status(self, status: str | None) -> None:
+        if status != self.status:
+            self.status = status
+            self._tell("status")
+
+    def set_note(self, note: str | None) -> None:
+        if note != self.note:
+            self.note = note
+            self._tell("note")
+
+    def replica_status(self, replica_id: int, status: str) -> None:
+        with self.lock:
+            replica = self.replicas.setdefault(replica_id, Replica(replica_id))
+            changed = replica.status != status
+            replica.status = status
+            began = replica.timeline.begin("provision", self.clock())
+            if status == "READY":
+                began = replica.timeline.begin("answering", self.clock()) or began
+        if changed or began:
+            self._tell("replica")
+
+    def phases(self) -> list[dict[str, Any]]:
+        """Every phase with start, end and seconds; replicas' phases carry their `replica` id."""
+        now = self.clock()
+        with self.lock:
+            out = self.timeline.to_list(now)
+            for rid in sorted(self.replicas):
+                out += self.replicas[rid].timeline.to_list(now, replica=rid)
+        return out
+
+
+def _tail(open_lines: Callable[[], Iterable[str]], events: queue.Queue, key: Any) -> threading.Thread:
+    """Read a log in a daemon thread; its lines, its end or its error arrive as events."""
+    def run() -> None:
+        try:
+            for line in open_lines():
+                events.put((key, "line", line))
+            events.put((key, "end", None))
+        except Exception as exc:  # the seam raises SkyError; anything else still must not kill the wait
+            events.put((key, "error", exc))
+
+    thread = threading.Thread(target=run, name=f"gptoss-sky-tail-{key}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _failure(watch: Watch, cause: str, lines: list[str]) -> LaunchFailedError:
+    watch.finish()
+    watch.set_note(cause)
+    return LaunchFailedError(cause, cause=cause, log_tail=lines[-TAIL_LINES:], phases=watch.phases())
+
+
+def _drain(events: queue.Queue, watch: Watch, until_end_of: Any, seconds: float) -> None:
+    """Give a tail a moment to deliver the lines before a failure (the job's end closes it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            key, kind, payload = events.get(timeout=left)
+        except queue.Empty:
+            return
+        if kind == "line":
+            watch.line(payload, key)
+        elif key == until_end_of:
+            return
+
+
+def _drain_ready(events: queue.Queue, watch: Watch) -> None:
+    """Apply the lines already received (the markers before `ready`), without waiting for more."""
+    while True:
+        try:
+            key, kind, payload = events.get_nowait()
+        except queue.Empty:
+            return
+        if kind == "line":
+            watch.line(payload, key)
+
+
+def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[], str | None], watch: Watch,
+                  timeout: float, poll: float = POLL_S) -> None:
+    """Until `probe` says the model answers (None), or the job/engine fails (LaunchFailedError)."""
+    events: queue.Queue = queue.Queue()
+    _tail(lambda: client.tail_logs(name, job_id, follow=True), events, None)
+    deadline = time.monotonic() + timeout
+    next_poll = time.monotonic()
+    ended = False
+
+    def fail(cause: str) -> LaunchFailedError:
+        if not ended:
+            _drain(events, watch, None, DRAIN_S)
+        lines = list(watch.lines)
+        if not lines:  # the follow stream gave nothing: ask for the end of the log once
+            try:
+                lines = [phases_mod.clean(x) for x in client.tail_logs(name, job_id, follow=False,
+                                                                      tail=TAIL_LINES)]
+            except Exception:  # noqa: BLE001 - the cause matters more than a missing tail
+                lines = []
+        return _failure(watch, cause, lines)
+
+    while True:
+        try:
+            key, kind, payload = events.get(timeout=max(0.0, next_poll - time.monotonic()))
+        except queue.Empty:
+            pass
+        else:
+            if kind == "line":
+                marker = watch.line(payload)
+                if marker is not None and marker.name == "engine_exit":
+                    raise fail(f"the engine exited with code {marker.code}" if marker.code is not None
+                               else "the engine exited")
+            else:
+                ended = True
+                if kind == "error":
+                    watch.set_note(f"log stream stopped: {payload}")
+                next_poll = time.monotonic()  # the log ended: the job probably did too
+            if time.monotonic() < next_poll:
+                continue
+        status = client.job_status(name, job_id)
+        watch.set_status(status)
+        if status in JOB_FAILED:
+            raise fail(JOB_FAILED[status])
+        if status in JOB_ENDED:
+            raise fail(f"the job ended ({status}) before the model answered: the engine stopped")
+        note = probe()
+        if note is None:
+            _drain_ready(events, watch)
+            return
+        watch.set_note(note)
+        if time.monotonic() >= deadline:
+            raise EndpointError(f"{name} did not serve the model within {timeout:.0f} s: {note}")
+        next_poll = time.monotonic() + poll
+
+
+def watch_service(client: Any, name: str, watch: Watch, timeout: float, poll: float = POLL_S) -> None:
+    """Until the service is READY, or it or a replica reaches a failed state (LaunchFailedError)."""
+    events: queue.Queue = queue.Queue()
+    tailing: set[int] = set()
+    seen_replica = False
+    deadline = time.monotonic() + timeout
+    next_poll = time.monotonic()
+
+    def fail(cause: str, replica: int | None = None) -> LaunchFailedError:
+        if replica is not None and replica in tailing:
+            _drain(events, watch, replica, DRAIN_S)
+        source = watch.replicas.get(replica) if replica is not None else None
+        lines = list(source.lines) if source is not None else list(watch.lines)
+        if not lines and replica is not None:
+            try:
+                lines = [phases_mod.clean(x) for x in client.serve_logs(name, replica, follow=False,
+                                                                       tail=TAIL_LINES)]
+            except Exception:  # noqa: BLE001 - the cause matters more than a missing tail
+                lines = []
+        return _failure(watch, cause, lines)
+
+    while True:
+        try:
+            key, kind, payload = events.get(timeout=max(0.0, next_poll - time.monotonic()))
+        except queue.Empty:
+            pass
+        else:
+            if kind == "line":
+                marker = watch.line(payload, key)
+                if marker is not None and marker.name == "engine_exit":
+                    code = f" with code {marker.code}" if marker.code is not None else ""
+                    raise fail(f"the engine of replica {key} exited{code}", key)
+            elif kind == "error":
+                watch.set_note(f"replica {key} log stream stopped: {payload}")
+            if time.monotonic() < next_poll:
+                continue
+        services = client.services([name])
+        service = next((s for s in services if s.get("name") == name), None)
+        status = service.get("status") if service else "MISSING"
+        watch.set_status(status)
+        for replica in (service or {}).get("replicas") or []:
+            rid, rstatus = replica.get("id"), str(replica.get("status"))
+            if rid is None:
+                continue
+            seen_replica = True
+            watch.replica_status(rid, rstatus)
+            if rstatus in REPLICA_FAILED:
+                raise fail(f"replica {rid} is {rstatus}", rid)
+            if rstatus in REPLICA_RUNNING and rid not in tailing:
+                tailing.add(rid)
+                _tail(lambda rid=rid: client.serve_logs(name, rid, follow=True), events, rid)
+        if status == "READY":
+            _drain_ready(events, watch)
+            return
+        if status in SERVICE_FAILED:
+            raise fail(SERVICE_FAILED[status])
+        if status == "NO_REPLICA" and seen_replica:
+            raise fail("no replica is left (NO_REPLICA): the replicas failed")
+        if status == "MISSING":
+            raise fail(f"service {name} is gone")
+        if time.monotonic() >= deadline:
+            raise EndpointError(f"service {name} not READY after {timeout:.0f} s (status {status})")
+        next_poll = time.monotonic() + poll
