@@ -81,6 +81,8 @@ def name_taken(name: str) -> str | None:
     """Why `name` cannot be launched from this client (it has a record, maybe corrupt), or None."""
     if state.exists(name):
         return f"a deployment named {name} already exists; pick another --name or `gptoss-sky down {name}` first"
+    if state.has_key(name):
+        return state.orphan_key_message(name)
     return None
 
 
@@ -114,10 +116,16 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
     # Ctrl-C from now on leaves a record that `status` shows and `down` removes.
     state.claim(record)
     try:
-        key = state.read_key(state.new_key(name), name)
+        path = state.new_key(name)
     except BaseException:
         with contextlib.suppress(GptossSkyError):
-            state.remove(name)  # nothing was launched: leave neither a record nor an orphan key
+            state.unclaim(name)  # nothing was launched and no key was made: leave no record either
+        raise
+    try:
+        key = state.read_key(path, name)
+    except BaseException:
+        with contextlib.suppress(GptossSkyError):
+            state.remove(name)  # our own fresh key: nothing was launched, leave no orphan
         raise
     envs = {"GPTOSS_IDLE_MINUTES": str(deployment.idle_minutes)}
     poll = watch_mod.POLL_S if poll is None else poll

@@ -192,11 +192,27 @@ def _atomic_write(path: Path, text: str, mode: int = 0o600, *, exclusive: bool =
 
 
 def new_key(name: str) -> Path:
-    """Generate a fresh API key for a deployment; stored 0600, returned as a path (never printed)."""
+    """Generate a fresh API key for a deployment; stored 0600, returned as a path (never printed).
+    Never replaces a key file already there (it may be the only key of something still running)."""
     _dir("keys")
     path = key_path(name)
-    _atomic_write(path, secrets.token_urlsafe(32) + "\n", 0o600)
+    try:
+        _atomic_write(path, secrets.token_urlsafe(32) + "\n", 0o600, exclusive=True)
+    except FileExistsError:
+        raise UserError(orphan_key_message(name)) from None
     return path
+
+
+def orphan_key_message(name: str) -> str:
+    return (f"an API key for {name} already exists ({key_path(name)}) without a record; a deployment "
+            f"launched earlier may still use it: `gptoss-sky forget {name}` deletes it, or pick another --name")
+
+
+def has_key(name: str) -> bool:
+    try:
+        return os.path.lexists(key_path(name))
+    except OSError:
+        return False
 
 
 def read_key(path: str | Path, name: str | None = None) -> str:
@@ -310,6 +326,17 @@ def exists(name: str) -> bool:
         return os.path.lexists(record_path(name))
     except OSError:
         return False
+
+
+def unclaim(name: str) -> None:
+    """Drop a just-claimed record when the launch stops before its key exists (the key stays untouched)."""
+    with locked():
+        try:
+            record_path(name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _fault("remove", record_path(name), exc) from None
 
 
 def remove(name: str) -> list[str]:

@@ -168,6 +168,20 @@ def test_forget_removes_record_and_key_without_asking_skypilot(sky):
     assert refused.exit_code == 1 and "gptoss-keepme.json" in str(files())
 
 
+def test_up_never_replaces_a_key_file_that_has_no_record(sky, openai_ok):
+    cat = catalog.load()
+    state.home().joinpath("keys").mkdir(parents=True)
+    orphan = state.key_path("gptoss-old")
+    orphan.write_text("the key a running deployment still uses\n")
+    with pytest.raises(UserError, match="forget gptoss-old"):
+        lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), _deploy(cat, "gptoss-old"), progress=lambda m: None)
+    assert orphan.read_text() == "the key a running deployment still uses\n" and files() == {"keys/gptoss-old.key"}
+    assert invoke("forget", "old", "-y").exit_code == 0 and files() == set()
+    lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), _deploy(cat, "gptoss-old"), progress=lambda m: None,
+                     ready_timeout=10)
+    assert state.load("gptoss-old").state == "up"
+
+
 # --- issue 10 item 7: a shared API server ----------------------------------------------------------------
 
 def test_someone_elses_service_is_shown_as_theirs_and_never_torn_down(sky):
