@@ -108,3 +108,60 @@ def test_plan_table_fits_80_columns_and_formats_money_the_same_way():
     hourly = {len(p.split(".")[1]) for p in prices[0::2]}
     per_token = {len(p.split(".")[1]) for p in prices[1::2]}
     assert hourly == {2} and per_token == {3}, prices
+
+
+@pytest.fixture
+def gcp_seeded(isolated_env, monkeypatch):
+    """SkyPilot's catalog folder holds the bundled GCP rows; GCP enabled as SkyPilot's own tests do."""
+    import importlib
+    import shutil
+
+    import sky
+    from sky import check as sky_check
+    from sky.catalog import common as cc
+
+    folder = isolated_env / ".sky" / "catalogs" / "v8"
+    for name in ("gcp/vms.csv", "common/accelerators.csv"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(plan.snapshot_folder() / name, folder / name)
+    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [sky.clouds.GCP()])
+    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder))
+    import sky.catalog.gcp_catalog as gc
+    from sky.utils import accelerator_registry
+
+    importlib.reload(gc)
+    monkeypatch.setattr(accelerator_registry, "_accelerator_df", cc.read_catalog("common/accelerators.csv"))
+    yield folder
+    importlib.reload(gc)
+
+
+@pytest.mark.parametrize("model, gpu, count", [("20b", "L4", 1), ("20b", "A100", 1), ("120b", "H100", 1),
+                                               ("120b", "A100-80GB", 1)])
+def test_gcp_is_priced_offline_as_skypilots_optimizer_prices_it(gcp_seeded, monkeypatch, model, gpu, count):
+    """The bundled GCP rows carry the host VMs: our price for a GPU is the one SkyPilot's optimizer would pay
+    for the same task (GPU plus host VM), in the same region."""
+    import yaml
+
+    from launcher import lifecycle, render
+
+    cat = catalog.load()
+    with monkeypatch.context() as m:  # plan as on a machine with no GCP catalog cached: from the snapshot
+        m.setattr(skyapi, "real_catalog_path", lambda cloud: "/nonexistent/vms.csv")
+        ours = plan.build(cat, cat.model(model), gpu_specs=[(cat.gpu(gpu), count)], clouds=["gcp"])
+    assert ours.offers, "GCP has no priced offer: the host VM rows are missing"
+    first = ours.offers[0]
+    assert first.cloud == "gcp" and first.price_source.startswith("bundled snapshot")
+    deployment = lifecycle.deployment_for("gptoss-gcp", lifecycle.choose_recipes(ours), service=False)
+    best = skyapi.optimize(yaml.safe_load(render.render_text(cat, deployment)))
+    assert best["cloud"] == "gcp" and best["instance_type"] == first.instance_type
+    assert best["price_per_hour"] == pytest.approx(first.price_per_hour, rel=1e-6)
+    gpu_only = min(r["price"] for r in _gpu_rows_only(gpu, count))
+    assert first.price_per_hour > gpu_only  # the host VM is billed on top of the GPU
+
+
+def _gpu_rows_only(gpu, count):
+    import csv
+
+    with open(plan.snapshot_folder() / "gcp" / "vms.csv") as f:
+        return [dict(price=float(r["Price"])) for r in csv.DictReader(f)
+                if r["AcceleratorName"] == gpu and r["AcceleratorCount"] and float(r["AcceleratorCount"]) == count]
