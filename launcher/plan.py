@@ -307,15 +307,23 @@ def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int 
         for cloud in unpriced:
             if not (spot and cloud in NO_SPOT):
                 offers.append(offer(cloud, region or "-", "-", None, "none", _why_unpriced(cloud)))
+    kinds = list(catalog.gpus)  # unpriced offers: in gpus.yaml order (smaller, cheaper parts first), fewest GPUs
+
+    def unpriced_rank(o: Offer) -> tuple:
+        return (o.count, kinds.index(o.gpu) if o.gpu in kinds else len(kinds))
+
     if optimize == "cost":
         def order(o: Offer) -> tuple:
-            return (o.price_per_hour is None, o.price_per_hour or 0.0, -o.max_concurrency, o.cloud, o.region,
-                    o.instance_type)
+            if o.price_per_hour is None:
+                return (1, *unpriced_rank(o), o.cloud, o.region)
+            return (0, o.price_per_hour, -o.max_concurrency, o.cloud, o.region, o.instance_type)
     else:
         def order(o: Offer) -> tuple:
+            if o.price_per_hour is None:
+                return (1, *unpriced_rank(o), o.cloud, o.region)
             per_token = o.usd_per_million_output_tokens
-            return (o.price_per_hour is None, per_token if per_token is not None else float("inf"),
-                    o.price_per_hour or 0.0, o.cloud, o.region, o.instance_type)
+            return (0, per_token if per_token is not None else float("inf"), o.price_per_hour, o.cloud,
+                    o.region, o.instance_type)
     best: dict[tuple, Offer] = {}
     for o in sorted(offers, key=order):
         key = (o.cloud, o.region, o.instance_type, o.gpu, o.count) if all_regions else (o.gpu, o.count, o.cloud)
