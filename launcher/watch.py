@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from launcher import phases as phases_mod
-from launcher.errors import EndpointError, LaunchFailedError
+from launcher.errors import EndpointError, LaunchFailedError, NotFoundError, SkyError
 
 POLL_S = 5.0  # how often job/service state and the endpoint are asked: failures show within this
 TAIL_LINES = 20  # log lines kept, and shown when a launch fails
@@ -165,6 +165,30 @@ def _drain(events: queue.Queue, watch: Watch, until_end_of: Any, seconds: float)
             return
 
 
+_UNANSWERED = object()
+
+
+class _Asking:
+    """A state poll that rides out a few failed requests (a busy API server) but not a gone cluster."""
+
+    def __init__(self, tries: int = 3) -> None:
+        self.tries, self.failed = tries, 0
+
+    def __call__(self, ask: Callable[[], Any], watch: Watch) -> Any:
+        try:
+            answer = ask()
+        except NotFoundError:
+            raise
+        except SkyError as exc:
+            self.failed += 1
+            if self.failed >= self.tries:
+                raise
+            watch.set_note(f"SkyPilot did not answer ({exc}); asking again")
+            return _UNANSWERED
+        self.failed = 0
+        return answer
+
+
 def _drain_ready(events: queue.Queue, watch: Watch) -> None:
     """Apply the lines already received (the markers before `ready`), without waiting for more."""
     while True:
@@ -180,6 +204,7 @@ def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[]
                   timeout: float, poll: float = POLL_S) -> None:
     """Until `probe` says the model answers (None), or the job/engine fails (LaunchFailedError)."""
     events: queue.Queue = queue.Queue()
+    asking = _Asking()
     _tail(lambda: client.tail_logs(name, job_id, follow=True), events, None)
     deadline = time.monotonic() + timeout
     next_poll = time.monotonic()
@@ -215,7 +240,10 @@ def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[]
                 next_poll = time.monotonic()  # the log ended: the job probably did too
             if time.monotonic() < next_poll:
                 continue
-        status = client.job_status(name, job_id)
+        status = asking(lambda: client.job_status(name, job_id), watch)
+        if status is _UNANSWERED:
+            next_poll = time.monotonic() + poll
+            continue
         watch.set_status(status)
         if status in JOB_FAILED:
             raise fail(JOB_FAILED[status])
@@ -234,6 +262,7 @@ def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[]
 def watch_service(client: Any, name: str, watch: Watch, timeout: float, poll: float = POLL_S) -> None:
     """Until the service is READY, or it or a replica reaches a failed state (LaunchFailedError)."""
     events: queue.Queue = queue.Queue()
+    asking = _Asking()
     tailing: set[int] = set()
     seen_replica = False
     deadline = time.monotonic() + timeout
@@ -267,7 +296,10 @@ def watch_service(client: Any, name: str, watch: Watch, timeout: float, poll: fl
                 watch.set_note(f"replica {key} log stream stopped: {payload}")
             if time.monotonic() < next_poll:
                 continue
-        services = client.services([name])
+        services = asking(lambda: client.services([name]), watch)
+        if services is _UNANSWERED:
+            next_poll = time.monotonic() + poll
+            continue
         service = next((s for s in services if s.get("name") == name), None)
         status = service.get("status") if service else "MISSING"
         watch.set_status(status)

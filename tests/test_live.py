@@ -299,3 +299,48 @@ def test_no_smoke_is_ready_without_a_report(node, server, fast):
     assert result.exit_code == 0, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert "smoke" not in doc and doc["ok"] is True and doc["phases"][-1]["name"] == "answering"
+
+
+def test_a_busy_api_server_is_asked_again_but_a_gone_cluster_ends_the_wait(node, fast):
+    from launcher.errors import NotFoundError, SkyError
+
+    fake = node(lines=[marker("install", int(time.time()))], final="FAILED_SETUP", answers=False)
+    answers = [SkyError("reading the job status: API server busy"), None]
+    real = fake.job_status
+
+    def job_status(name, job_id=None):
+        if answers:
+            if (answer := answers.pop(0)) is not None:
+                raise answer
+        return real(name, job_id)
+    fake.job_status = job_status
+    result = invoke("up", "20b", "-y", "--json")
+    assert result.exit_code == 1 and json.loads(result.stdout)["cause"].startswith("setup failed")
+
+    state.remove("gptoss-20b")
+    fake = node(lines=[], final=None, hang=True, answers=False)
+    fake.job_status = lambda name, job_id=None: (_ for _ in ()).throw(NotFoundError("cluster gone"))
+    started = time.monotonic()
+    result = invoke("up", "20b", "-y", "--name", "gone")
+    assert result.exit_code == 1 and time.monotonic() - started < 10
+    assert "cluster gone" in result.stderr and "gptoss-sky down gptoss-gone" in result.stderr
+
+
+def test_on_a_terminal_the_view_is_a_rich_live_of_phases(node, fast, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from launcher.cli import deploy
+
+    screen = io.StringIO()
+    monkeypatch.setattr(deploy, "stderr", Console(file=screen, force_terminal=True, width=100))
+    node(lines=node_log(int(time.time())))
+    result = invoke("up", "20b", "-y", "--no-smoke")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    shown = screen.getvalue()
+    assert "\x1b[" in shown  # drawn with cursor moves, not printed line by line
+    for label in ("provisioning", "installing the engine", "downloading weights", "capturing CUDA graphs",
+                  "answering"):
+        assert label in shown
+    assert "✓" in shown and "gptoss-20b" in shown
