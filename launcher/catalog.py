@@ -128,6 +128,7 @@ class Engine:
     capacity: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)  # /metrics family names per quantity
     node_requirements: Mapping[str, Any] = field(default_factory=dict)  # cuda, min_driver, why
+    log_phases: Mapping[str, str] = field(default_factory=dict)  # phase name -> ERE on the engine's log
     notes: str = ""
 
     @property

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import jinja2
 import yaml
 
+from launcher import guard
 from launcher import recipes as recipes_mod
 from launcher import throughput
 from launcher.catalog import Catalog
@@ -81,6 +82,14 @@ def _resources(recipes: Sequence[Recipe]) -> tuple[dict | None, list | None]:
     return None, [{name: count} for name, count in pairs]
 
 
+def guard_source() -> str:
+    """launcher/guard.py's text: setup writes it to the node as gptoss_guard.py (a quoted heredoc)."""
+    text = Path(guard.__file__).read_text().rstrip("\n")
+    if any(line == "GPTOSS_GUARD_PY" for line in text.splitlines()):
+        raise RenderError("launcher/guard.py contains the heredoc terminator GPTOSS_GUARD_PY")
+    return text
+
+
 def render_text(catalog: Catalog, deployment: Deployment) -> str:
     if not deployment.recipes:
         raise RenderError(f"{deployment.name}: no GPU recipe to render")
@@ -95,7 +104,7 @@ def render_text(catalog: Catalog, deployment: Deployment) -> str:
     tool_server = deployment.recipes[0].tool_server
     context = dict(
         engine=engine, model=model, image=deployment.image, dummy_weights=dummy, tool_server=tool_server,
-        recipes=_sort_for_case(deployment.recipes),
+        recipes=_sort_for_case(deployment.recipes), guard_source=guard_source(),
     )
     try:
         setup = _ENV.get_template("setup.sh.j2").render(context).rstrip("\n")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher import catalog, recipes, render
+from launcher import catalog, lifecycle, recipes, render
 from launcher.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +43,9 @@ def _rendered_variants() -> dict[str, str]:
             m = cat.model(model)
             for profile in ("balanced", "throughput", "latency"):
                 any_fit = tuple(recipes.candidates(cat, m, profile=profile, engine=engine))
-                out[f"{engine}-{model}-{profile}-any"] = render.render_text(
-                    cat, render.Deployment(name="gptoss-x", recipes=any_fit))
+                for service in (False, True):
+                    out[f"{engine}-{model}-{profile}-any-service={service}"] = render.render_text(
+                        cat, lifecycle.deployment_for("gptoss-x", any_fit, service=service, idle_minutes=30))
         m = cat.model("20b")
         for tool_server in (None, "demo", "tools.example:8001,10.0.0.2:9000"):
             for dummy in (False, True):
@@ -53,20 +54,17 @@ def _rendered_variants() -> dict[str, str]:
                         recipe = recipes.build(cat, m, gpu, 2 if service else 1, engine=engine,
                                                dummy_weights=dummy, tool_server=tool_server)
                         label = f"{engine}-ts={tool_server}-dummy={dummy}-image={image}-service={service}"
-                        out[label] = render.render_text(cat, render.Deployment(
-                            name="gptoss-x", recipes=(recipe,), image=image, service=service, idle_minutes=30))
+                        out[label] = render.render_text(cat, lifecycle.deployment_for(
+                            "gptoss-x", (recipe,), service=service, image=image, spot=service, idle_minutes=30))
     return out
 
 
 def _cli_renders() -> dict[str, str]:
-    """The README's commands, as a newcomer runs them (dry run: plan, render, validate, print)."""
-    out = {}
-    for args in (["up", "20b"], ["up", "120b"], ["serve", "120b", "--replicas", "3"],
-                 ["up", "20b", "--engine", "sglang", "--dummy-weights", "--image"]):
-        result = CliRunner(mix_stderr=False).invoke(cli, [*args, "--dryrun", "-y"])
-        assert result.exit_code == 0, result.stderr
-        out[" ".join(args)] = result.stdout
-    return out
+    """The README's first command as a newcomer runs it (dry run: price, render, validate, print). One
+    command only: pricing takes seconds; the variants above go through the same deployment_for."""
+    result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "--dryrun", "-y"])
+    assert result.exit_code == 0, result.stderr
+    return {"up 20b": result.stdout}
 
 
 def _scripts() -> dict[str, tuple[str, str]]:

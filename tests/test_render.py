@@ -85,7 +85,7 @@ def test_engine_commands_cover_every_file_and_gpu_choice():
     headers = [l for l in lines if l.startswith("# ")]
     commands = [l for l in lines if not l.startswith("# ")]
     assert len(headers) == len(commands)
-    assert all(c.startswith(("vllm serve openai/gpt-oss-", "python -m sglang.launch_server --model-path openai/"))
+    assert all(c.startswith(("vllm serve openai/gpt-oss-", "python -m gptoss_guard sglang.launch_server --model-path openai/"))
                for c in commands)
     assert {h.split()[1] for h in headers} == set(COMMITTED)
     any_120b = [h for h in headers if h.startswith("# tasks/120b-any.sky.yaml")]
@@ -97,7 +97,7 @@ def test_run_script_branch_runs_exactly_the_printed_command():
     deployment = render.committed_deployments(cat)["tasks/120b-any.sky.yaml"]
     config = render.render_config(cat, deployment)
     for _, command in render.engine_commands(deployment):
-        assert f"    {command} &\n" in config["run"]
+        assert f"    {command} > >(engine_log) 2>&1 &\n" in config["run"]
 
 
 def test_any_gpu_case_tries_the_80gb_a100_before_the_40gb_one():

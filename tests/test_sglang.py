@@ -28,7 +28,7 @@ def test_engine_flag_switches_the_whole_deployment():
     sglang = recipes.build(cat, cat.model("120b"), cat.gpu("H200"), 1, engine="sglang")
     assert vllm.engine_argv()[:2] == ["vllm", "serve"]
     argv = sglang.engine_argv()
-    assert argv[:3] == ["python", "-m", "sglang.launch_server"]
+    assert argv[:4] == ["python", "-m", "gptoss_guard", "sglang.launch_server"]  # through the key guard
     assert argv[argv.index("--tp-size") + 1] == "$SKYPILOT_NUM_GPUS_PER_NODE"
     assert argv[argv.index("--max-running-requests") + 1] == argv[argv.index("--cuda-graph-max-bs-decode") + 1]
     config = render.render_config(cat, render.Deployment(name="gptoss-x", recipes=(sglang,), service=True))
