@@ -23,6 +23,7 @@ from launcher.plan import Plan
 from launcher.recipes import Recipe
 
 Progress = Callable[[str], None]
+LB_TIMEOUT_S = 600  # a READY service's load balancer answers within this, or something is wrong
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
             _wait_service_ready(client, name, view, ready_timeout, poll)
             view.begin("answering")
             progress(f"Waiting for {endpoint} to answer...")
-            wait_until_answering(endpoint, key, served, ready_timeout, view.set_note, interval=min(poll, 5.0))
+            # READY means a replica passed SkyServe's probe: the load balancer follows within seconds
+            wait_until_answering(endpoint, key, served, min(ready_timeout, LB_TIMEOUT_S), view.set_note,
+                                 interval=min(poll, 5.0))
         else:
             progress(f"Launching cluster {name}: provisioning, setup (engine, weights), then the server...")
             view.begin("provision")
