@@ -173,8 +173,8 @@ def test_up_follows_the_real_node_scripts_to_answering(node_env):
     # The markers the real scripts printed, in order, each with the node's epoch
     printed = [ln.split("gptoss-sky phase ")[1].split()[0] for ln in runner.lines if "gptoss-sky phase " in ln]
     assert printed[:2] == ["install", "download"], runner.lines
-    assert {"install", "download", "start"} <= set(names)
-    assert names.index("install") < names.index("download") < names.index("start") < names.index("answering")
+    # load/compile/graphs come from the engine's own log lines, ready from /health on the node
+    assert names == ["provision", "install", "download", "start", "load", "compile", "graphs", "answering"]
     assert all(isinstance(p["start"], float) and p["end"] is not None for p in doc["phases"])
     # The engine ran as the task asked, with the key from the secret and never on its command line
     log = (runner.home / "stub.log").read_text()
@@ -202,5 +202,5 @@ def test_a_real_run_whose_engine_crashes_ends_up_with_the_engine_log(node_env):
     assert result.exit_code == 1, result.stdout + result.stderr
     assert time.monotonic() - started < 30
     doc = json.loads(result.stdout)
-    assert doc["cause"] in ("the engine exited with code 1", "the job failed (FAILED)")
+    assert doc["cause"] == "the engine exited with code 1"
     assert any("CUDA out of memory" in line for line in doc["log_tail"])
