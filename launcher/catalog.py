@@ -129,7 +129,14 @@ class Engine:
     metrics: Mapping[str, Any] = field(default_factory=dict)  # /metrics family names per quantity
     node_requirements: Mapping[str, Any] = field(default_factory=dict)  # cuda, min_driver, why
     log_phases: Mapping[str, str] = field(default_factory=dict)  # phase name -> ERE on the engine's log
+    validated_versions: tuple[str, ...] = ()  # releases run end to end; others are allowed with a warning
+    reserved_flags: Mapping[str, str] = field(default_factory=dict)  # flag -> why --engine-arg may not set it
+    user_options: Mapping[str, Any] = field(default_factory=dict)  # --engine-arg, applied after every profile
     notes: str = ""
+
+    def option_list_path(self) -> Path:
+        """catalogs/engines/options/<engine>-<version>.txt: the option strings of the engine's own parser."""
+        return catalog_dir() / "engines" / "options" / f"{self.engine}-{self.version}.txt"
 
     @property
     def packages(self) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
@@ -99,8 +99,11 @@ def _check_free(client: Any, name: str, service: bool) -> None:
 
 def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deployment, *,
            progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None,
-           observer: watch_mod.Observer | None = None, poll: float | None = None) -> dict[str, Any]:
+           observer: watch_mod.Observer | None = None, poll: float | None = None,
+           envs: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Launch one cluster (or service), watch the node until the model answers, smoke-test it.
+
+    envs/secrets: the user's --env/--secret, handed to SkyPilot as its env and secret overrides.
 
     `observer` sees every phase, state and log line (the live view); a failed setup, job, replica or
     engine raises LaunchFailedError within `poll` seconds, with the cause and the last log lines.
@@ -128,7 +131,8 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
         with contextlib.suppress(GptossSkyError):
             state.remove(name)  # our own fresh key: nothing was launched, leave no orphan
         raise
-    envs = {"GPTOSS_IDLE_MINUTES": str(deployment.idle_minutes)}
+    envs = {**(envs or {}), "GPTOSS_IDLE_MINUTES": str(deployment.idle_minutes)}
+    secrets = {**(secrets or {}), secret: key}
     poll = watch_mod.POLL_S if poll is None else poll
     saved = {"phases": 0}
 
@@ -148,7 +152,7 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
             progress(f"Starting service {name} (replicas provision, install the engine, download weights)...")
             record = _mark_sky_called(record)
             view.begin("controller")
-            endpoint = normalize_endpoint(client.serve_up(config, name, secrets={secret: key}, envs=envs))
+            endpoint = normalize_endpoint(client.serve_up(config, name, secrets=secrets, envs=envs))
             view.begin("replicas")
             _wait_service_ready(client, name, view, ready_timeout, poll)
             view.begin("answering")
@@ -161,7 +165,7 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
             view.begin("provision")
             idle = deployment.idle_minutes
             record = _mark_sky_called(record)
-            job_id = client.launch(config, name, secrets={secret: key}, envs=envs,
+            job_id = client.launch(config, name, secrets=secrets, envs=envs,
                                    idle_minutes=1 if idle else None, down=bool(idle))
             job_id = job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None
             endpoint = normalize_endpoint(client.endpoint(name, record.port))

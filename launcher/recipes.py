@@ -110,6 +110,7 @@ def engine_options(engine: Engine, model: Model, gpu: Gpu, count: int, profile: 
         if (override.model, override.gpu, override.tensor_parallel_size) == (model.name, gpu.name, count):
             options.update(override.options)
     options.update(engine.profiles[profile].options)
+    options.update(engine.user_options)  # --engine-arg: the user's word is last
     return options, dict(generation["env"])
 
 

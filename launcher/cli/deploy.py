@@ -32,11 +32,12 @@ def plan_options(func):
     """Options shared by plan, up and serve (llm-style reusable option bundle)."""
     options = [
         click.argument("model"),
-        click.option("--gpu", "gpus", multiple=True, metavar="GPU[:N]", help="Only these GPUs (repeatable)."),
+        click.option("--gpu", "--gpus", "gpus", multiple=True, metavar="GPU[:N]",
+                     help="Only these GPUs (repeatable; --gpus as in SkyPilot)."),
         click.option("--clouds", help="Plan on exactly these clouds/infra, comma-separated (enabled or not)."),
         click.option("--infra", metavar="INFRA",
                      help="Pin one infra: CLOUD[/REGION[/ZONE]], kubernetes[/CONTEXT] or ssh/POOL."),
-        click.option("--spot", is_flag=True, help="Spot prices and spot instances."),
+        click.option("--spot", "--use-spot", "spot", is_flag=True, help="Spot prices and spot instances."),
         click.option("--context", type=int, callback=positive_int, help="max_model_len to serve."),
         click.option("--profile", type=click.Choice(["balanced", "latency", "throughput"]), default="balanced",
                      show_default=True, help="Engine tuning profile."),
@@ -49,18 +50,29 @@ def plan_options(func):
                           "code: use a sandboxed tool server in production."),
         click.option("--dummy-weights", is_flag=True,
                      help="Random weights of the real shapes (--load-format dummy): probe fit and speed, no download."),
+        click.option("--engine-version", metavar="VERSION",
+                     help="Install this engine release instead of the pinned one; the plan uses its memory rules. "
+                          "Releases gptoss-sky has not validated are allowed with a warning."),
+        click.option("--engine-arg", "engine_args", multiple=True, metavar="'--FLAG [VALUE]'",
+                     help="One more engine flag (repeatable), checked against the engine's own option list; "
+                          "flags gptoss-sky sets are refused."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _resolve(model, gpus, clouds, infra, context, engine, tool_server, **_):
+def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_version=None, engine_args=(),
+             quiet=False, **_):
     """Every name and option checked before any pricing: (catalog, model, GPU specs, cloud list).
 
     Bad input fails here in well under a second, as one line naming the option and what is allowed.
     """
-    catalog = catalog_mod.load()
+    from launcher import engine_control
+
+    catalog, notes = engine_control.apply(catalog_mod.load(), engine, engine_version, engine_args)
+    for note in notes if not quiet else ():
+        stderr.print(f"[yellow]warning[/]: {note}")
     m = catalog.model(model)
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
     if context is not None:
@@ -76,9 +88,10 @@ def _resolve(model, gpus, clouds, infra, context, engine, tool_server, **_):
 
 
 def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights,
-          all_regions=False):
+          all_regions=False, engine_version=None, engine_args=()):
     """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
-    catalog, m, specs, cloud_list = _resolve(model, gpus, clouds, infra, context, engine, tool_server)
+    catalog, m, specs, cloud_list = _resolve(model, gpus, clouds, infra, context, engine, tool_server,
+                                             engine_version, engine_args)
     with stderr.status("Pricing offers with SkyPilot's catalog..."):
         result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
                                 context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights,
@@ -145,6 +158,11 @@ def launch_options(func):
         click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing."),
         click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation."),
         click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers."),
+        click.option("--env", "envs", multiple=True, metavar="K=V",
+                     help="Environment variable for the node and engine (repeatable; K alone takes this shell's value)."),
+        click.option("--secret", "secrets", multiple=True, metavar="K[=V]",
+                     help="Secret for the node, e.g. EXA_API_KEY (repeatable; K alone takes this shell's value). "
+                          "Passed as a SkyPilot secret: never in the YAML, argv or --json."),
         json_option,
     ]
     for option in reversed(options):
@@ -152,8 +170,13 @@ def launch_options(func):
     return func
 
 
-def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, **service):
-    _, m, _, _ = _resolve(**plan_args)
+def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, envs=(), secrets=(), **service):
+    from launcher import engine_control
+
+    catalog, m, _, _ = _resolve(**plan_args, quiet=True)
+    engine = catalog.engine(plan_args["engine"])
+    user_envs = engine_control.parse_envs(envs, engine)
+    user_secrets = engine_control.parse_secrets(secrets, engine)
     try:  # before the seconds of pricing
         full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
     except UserError as exc:
@@ -179,6 +202,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, *
             stderr.print(f"Note: {taken}", markup=False, soft_wrap=True)
         if json_:
             print_json({"name": full_name, "kind": kind, "dryrun": True, "yaml": text,
+                        "envs": user_envs, "secrets": sorted(user_secrets),
                         "offers": [o.to_dict() for o in result.offers[:8]]})
         else:
             click.echo(text, nl=False)
@@ -196,7 +220,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, *
     with LaunchView(json_) as view:
         try:
             outcome = lifecycle.launch(catalog, client, m, deployment, progress=view.progress, smoke=smoke,
-                                       observer=view.observe)
+                                       observer=view.observe, envs=user_envs, secrets=user_secrets)
         except GptossSkyError as exc:
             if json_:  # the one JSON document says what failed, as the error line on stderr does
                 print_json({"name": full_name, "kind": kind, "ok": False, "error": str(exc),
@@ -370,14 +394,21 @@ def _print_ready(outcome):
 
 @click.command("up")
 @plan_options
-@click.option("--name", help="Cluster name (gptoss- is prefixed). Default: gptoss-<model>.")
-@click.option("--idle-minutes", type=int, default=60, show_default=True, callback=positive_int,
+@click.option("--name", "-c", "--cluster", "name",
+              help="Cluster name (gptoss- is prefixed). Default: gptoss-<model>. -c/--cluster as in SkyPilot.")
+@click.option("--idle-minutes", "-i", "--idle-minutes-to-autostop", "idle_minutes", type=int, default=60,
+              show_default=True, callback=positive_int,
               help="Tear the cluster down after this many minutes without a request.")
+@click.option("--down", "down_when_idle", is_flag=True,
+              help="Tear down (never stop) when idle: what gptoss-sky always does; accepted as in SkyPilot.")
 @click.option("--no-autostop", is_flag=True, help="Keep the cluster until `gptoss-sky down`.")
 @launch_options
-def up(name, idle_minutes, no_autostop, image, dryrun, yes, no_smoke, json_, **plan_args):
+def up(name, idle_minutes, down_when_idle, no_autostop, image, dryrun, yes, no_smoke, json_, envs, secrets,
+       **plan_args):
     """Launch MODEL on the cheapest available GPU that fits, wait until it answers, smoke-test it."""
-    return _launch_common("cluster", plan_args, name, image, dryrun, yes, json_, no_smoke,
+    if down_when_idle and no_autostop:
+        raise UserError("--down tears the cluster down when idle; --no-autostop keeps it: give one")
+    return _launch_common("cluster", plan_args, name, image, dryrun, yes, json_, no_smoke, envs, secrets,
                           idle_minutes=0 if no_autostop else idle_minutes)
 
 
@@ -392,7 +423,7 @@ def up(name, idle_minutes, no_autostop, image, dryrun, yes, no_smoke, json_, **p
 @click.option("--ondemand-fallback", is_flag=True, help="With --spot: fall back to on-demand replicas.")
 @launch_options
 def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke,
-          json_, **plan_args):
+          json_, envs, secrets, **plan_args):
     """Serve MODEL as a SkyServe service: replicas, autoscaling, spot with on-demand fallback."""
     if replicas is not None and (min_replicas is not None or max_replicas is not None):
         raise UserError("give either --replicas or --min-replicas/--max-replicas, not both")
@@ -405,7 +436,8 @@ def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallb
                         "(with fixed --replicas there is nothing to scale)")
     if ondemand_fallback and not plan_args["spot"]:
         raise UserError("--ondemand-fallback only applies with --spot")
-    return _launch_common("service", plan_args, name, image, dryrun, yes, json_, no_smoke, replicas=replicas,
+    return _launch_common("service", plan_args, name, image, dryrun, yes, json_, no_smoke, envs, secrets,
+                          replicas=replicas,
                           min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps,
                           ondemand_fallback=ondemand_fallback)
 

@@ -1,0 +1,156 @@
+"""Engine control at launch: `--engine-version`, `--engine-arg`, `--env` and `--secret`, checked offline.
+
+`apply` returns a Catalog whose engine is the one asked for (its version installs on the node and its
+version's memory rules size the plan; its image tag follows) with the user's flags applied after every
+profile, so plan, capacity and render need no parameter of their own. Flags are checked against the
+engine's own option list (catalogs/engines/options/), flags gptoss-sky sets are refused with the reason.
+Secrets are read from the local environment here and only ever travel as SkyPilot secrets.
+Imports no click/rich/sky.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
+
+from launcher.capacity import parse_version, version_rules
+from launcher.catalog import Catalog, Engine
+from launcher.errors import UserError
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED_ENV_PREFIXES = ("GPTOSS_", "SKYPILOT_")
+
+
+def apply(catalog: Catalog, engine_name: str, version: str | None = None,
+          args: Sequence[str] = ()) -> tuple[Catalog, list[str]]:
+    """(catalog with the engine adjusted, warnings to show). Raises UserError naming a bad version or flag."""
+    engine = catalog.engine(engine_name)
+    notes: list[str] = []
+    if version and version != engine.version:
+        engine, note = _with_version(engine, version)
+        notes += [note] if note else []
+    if args:
+        options, more = parse_engine_args(engine, args)
+        engine = replace(engine, user_options={**engine.user_options, **options})
+        notes += more
+    if engine is catalog.engine(engine_name):
+        return catalog, notes
+    return replace(catalog, engines={**catalog.engines, engine_name: engine}), notes
+
+
+def _with_version(engine: Engine, version: str) -> tuple[Engine, str | None]:
+    parse_version(version)  # "invalid vLLM version ..." for anything but a release number
+    if engine.capacity.get("version_rules"):
+        version_rules(engine, version)  # older than the oldest modelled release: refused
+    image = engine.image.replace(engine.version, version) if engine.version in engine.image else engine.image
+    note = None
+    if version not in engine.validated_versions:
+        note = (f"{engine.engine} {version} is not a version gptoss-sky has validated "
+                f"({', '.join(engine.validated_versions)}): the plan uses the memory rules for it, but flags, "
+                "kernels and startup are unchecked")
+    return replace(engine, version=version, image=image), note
+
+
+def option_list(engine: Engine) -> tuple[set[str], str]:
+    """The engine's option strings for its version, else for the nearest older version listed."""
+    folder = engine.option_list_path().parent
+    listed = sorted((p for p in folder.glob(f"{engine.engine}-*.txt")),
+                    key=lambda p: parse_version(p.stem.removeprefix(f"{engine.engine}-")))
+    if not listed:
+        raise UserError(f"no option list for {engine.engine} under {folder}; --engine-arg cannot be checked")
+    wanted = parse_version(engine.version)
+    older = [p for p in listed if parse_version(p.stem.removeprefix(f"{engine.engine}-")) <= wanted]
+    path = (older or listed)[-1]
+    flags = {line.strip() for line in path.read_text().splitlines() if line.startswith("-")}
+    return flags, path.stem.removeprefix(f"{engine.engine}-")
+
+
+def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """['--max-num-seqs 128', '--enable-prefix-caching'] -> ({max_num_seqs: 128, ...}, warnings).
+
+    Each --engine-arg is one flag and its values, shell-quoted as on a command line."""
+    known, listed_version = option_list(engine)
+    notes = []
+    if listed_version != engine.version:
+        notes.append(f"--engine-arg checked against {engine.engine} {listed_version}'s options "
+                     f"(no list for {engine.version})")
+    options: dict[str, Any] = {}
+    for arg in args:
+        try:
+            words = shlex.split(arg)
+        except ValueError as exc:
+            raise UserError(f"--engine-arg {arg!r}: {exc}") from None
+        if not words or not words[0].startswith("-"):
+            raise UserError(f"--engine-arg {arg!r}: give one flag and its values, e.g. '--max-num-seqs 128'")
+        flag, _, inline = words[0].partition("=")
+        values = ([inline] if inline else []) + words[1:]
+        if any(v.startswith("--") for v in values):
+            raise UserError(f"--engine-arg {arg!r}: one flag per --engine-arg (repeat the option)")
+        why = engine.reserved_flags.get(flag)
+        if why:
+            raise UserError(f"--engine-arg {flag} is set by gptoss-sky: {why}")
+        if flag not in known:
+            hint = difflib.get_close_matches(flag, sorted(known), n=1)
+            tip = f" (did you mean {hint[0]}?)" if hint else ""
+            raise UserError(f"--engine-arg {flag}: {engine.engine} {listed_version} has no such option{tip}")
+        if flag.startswith("--no-") and not values:
+            key, value = flag[5:].replace("-", "_"), False  # emitted back as --no-<flag>
+        else:
+            key = flag.lstrip("-").replace("-", "_")
+            value = True if not values else _scalar(values[0]) if len(values) == 1 else [_scalar(v) for v in values]
+        options[key] = value
+    return options, notes
+
+
+def _scalar(text: str) -> Any:
+    """'128' -> 128, '0.95' -> 0.95, anything else unchanged: the capacity plan reads numbers."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse_envs(pairs: Sequence[str], engine: Engine) -> dict[str, str]:
+    """--env K=V (or K, taking the value from this shell, as SkyPilot does) -> {K: V}."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        _check_name("--env", name, engine)
+        if not sep:
+            if name not in os.environ:
+                raise UserError(f"--env {name}: not set in this shell; give --env {name}=VALUE")
+            value = os.environ[name]
+        out[name] = value
+    return out
+
+
+def parse_secrets(names: Sequence[str], engine: Engine) -> dict[str, str]:
+    """--secret K (value from this shell) or K=V -> {K: V}. Values only ever go to SkyPilot as secrets."""
+    out = {}
+    for item in names:
+        name, sep, value = item.partition("=")
+        _check_name("--secret", name, engine)
+        if not sep:
+            if not os.environ.get(name):
+                raise UserError(f"--secret {name}: not set (or empty) in this shell; export {name} first")
+            value = os.environ[name]
+        out[name] = value
+    return out
+
+
+def _check_name(option: str, name: str, engine: Engine) -> None:
+    if not ENV_NAME.fullmatch(name):
+        raise UserError(f"{option} {name!r}: a variable name is letters, digits and '_', not starting with a digit")
+    if name == engine.api_key_env or name.startswith(RESERVED_ENV_PREFIXES):
+        raise UserError(f"{option} {name}: set by gptoss-sky (the API key, GPTOSS_* and SKYPILOT_* are ours)")
+
+
+def describe(secrets: Mapping[str, str]) -> list[str]:
+    """Secret names for records and --json; never their values."""
+    return sorted(secrets)
