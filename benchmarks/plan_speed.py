@@ -1,6 +1,9 @@
 """`gptoss-sky plan 120b` offline against one `import sky` (named baseline). Goal: at most 1.5x.
 
-    python benchmarks/plan_speed.py [--samples 3] [--model 120b]
+    python benchmarks/plan_speed.py [--samples 3] [--model 120b] [--checkout DIR]
+
+--checkout runs `python -m launcher.cli` from another checkout of this repository (e.g. a `git worktree` of
+an older commit) instead of the installed `gptoss-sky`, for before/after numbers on the same machine.
 
 Each sample is a fresh interpreter (what a user pays), the two commands alternating so machine load hits
 both alike, in an isolated HOME with no SkyPilot API server (SKYPILOT_DISABLE_LOCAL_API_SERVER=1) and no
@@ -24,9 +27,9 @@ import time
 GOAL = 1.5
 
 
-def seconds(argv: list[str], env: dict[str, str]) -> float:
+def seconds(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env, cwd=cwd)
     return time.perf_counter() - start
 
 
@@ -34,19 +37,23 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--model", default="120b")
+    parser.add_argument("--checkout", help="run `python -m launcher.cli` from this checkout instead")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="gptoss-plan-bench-")
     env = dict(os.environ, HOME=home, SKY_RUNTIME_DIR=home, GPTOSS_SKY_HOME=os.path.join(home, "gptoss-sky"),
                SKYPILOT_DISABLE_LOCAL_API_SERVER="1")
-    plan = [shutil.which("gptoss-sky") or "gptoss-sky", "plan", args.model]
+    if args.checkout:
+        plan = [sys.executable, "-m", "launcher.cli", "plan", args.model]
+    else:
+        plan = [shutil.which("gptoss-sky") or "gptoss-sky", "plan", args.model]
     baseline = [sys.executable, "-c", "import sky"]
     try:
-        first = seconds(plan, env)
+        first = seconds(plan, env, args.checkout)
         ours, sky = [], []
         for i in range(args.samples):
-            pair = [(ours, plan), (sky, baseline)]
-            for bucket, argv in (pair if i % 2 == 0 else pair[::-1]):
-                bucket.append(seconds(argv, env))
+            pair = [(ours, plan, args.checkout), (sky, baseline, None)]
+            for bucket, argv, cwd in (pair if i % 2 == 0 else pair[::-1]):
+                bucket.append(seconds(argv, env, cwd))
     finally:
         shutil.rmtree(home, ignore_errors=True)
     version = subprocess.run([sys.executable, "-c", "import sky; print(sky.__version__)"], capture_output=True,
@@ -54,6 +61,8 @@ def main() -> int:
     ratio = statistics.median(ours) / statistics.median(sky)
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, SkyPilot {version}, load average {os.getloadavg()[0]:.2f}")
+    if args.checkout:
+        print(f"checkout: {args.checkout}")
     print(f"gptoss-sky plan {args.model}  first run (parses the snapshot) {first:.2f} s")
     print(f"gptoss-sky plan {args.model}  median {statistics.median(ours):.2f} s of {[round(t, 2) for t in ours]}")
     print(f"import sky            median {statistics.median(sky):.2f} s of {[round(t, 2) for t in sky]} (baseline)")

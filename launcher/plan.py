@@ -158,7 +158,7 @@ def _snapshot_rows(names: Sequence[str], clouds: Sequence[str]) -> list[dict]:
     import json
 
     folder = snapshot_folder()
-    key = {"format": 1, "sky": skyapi.sky_version(), "names": sorted(names)}
+    key = {"format": 1, "sky": skyapi.skypilot_version(), "names": sorted(names)}
     try:
         path: Path | None = state.home() / "cache" / "price-snapshot.json"
     except (OSError, UserError):  # an unusable GPTOSS_SKY_HOME: no cache, still a plan

@@ -308,10 +308,14 @@ def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
     try:
         spec = importlib.util.find_spec(f"sky.catalog.{cloud}_catalog")
         if spec is None or spec.loader is None:
-            raise SkyError(f"SkyPilot {_sky_version()} has no catalog reader for {cloud}")
+            raise SkyError(f"SkyPilot {skypilot_version()} has no catalog reader for {cloud}")
         module = importlib.util.module_from_spec(spec)
         with _quiet():
             spec.loader.exec_module(module)
+            if getattr(module, "_user_df", False) is None and hasattr(module, "_default_df"):
+                # AWS renames zones per account by calling AWS (boto3, credentials, network); a snapshot
+                # read stays offline and account-neutral: SkyPilot's own fallback, the catalog as published.
+                module._user_df = module._default_df  # pylint: disable=protected-access
             found = module.list_accelerators(gpus_only=True, name_filter=pattern, region_filter=None,
                                              quantity_filter=None, case_sensitive=False, all_regions=True,
                                              require_price=True)
@@ -373,16 +377,5 @@ def canonical_infra(name: str) -> str | None:
     except Exception:  # SkyPilot raises ValueError for unknown names in some versions
         return None
     return str(cloud).lower() if cloud is not None else None
-
-
-def _sky_version() -> str:
-    import sky
-
-    return str(sky.__version__)
-
-
-def sky_version() -> str:
-    """SkyPilot's version (part of the price cache's key: another reader may read rows differently)."""
-    return _sky_version()
 
 
