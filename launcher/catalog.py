@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -62,6 +63,19 @@ class Model:
     observed_weights_gib: Mapping[str, Mapping[int, float]]
     startup_seconds: int
     min_context: int = 2048  # shortest --context a deployment may serve (models.yaml says why)
+    base: str | None = None  # a fine-tune of this model: same shapes, its own repo and revision
+
+    def with_source(self, spec: str) -> "Model":
+        """This model's shapes served from another repo: 'REPO' or 'REPO@REVISION' (--model-source).
+
+        The served name becomes REPO (what the engine would call it), so smoke and bench address it so."""
+        repo, _, revision = spec.strip().partition("@")
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo) or repo.endswith((".", "-")):
+            raise CatalogError(f"--model-source {spec!r}: expected a Hugging Face repo ORG/NAME[@REVISION]")
+        if revision and not re.fullmatch(r"[\w][\w./-]*", revision):
+            raise CatalogError(f"--model-source {spec!r}: the revision is a commit, tag or branch name")
+        return replace(self, hf_repo=repo, revision=revision or "main", base=self.base or self.name,
+                       served_names=(repo, repo.rsplit("/", 1)[1]), aliases=(repo,))
 
     @property
     def short(self) -> str:
@@ -215,9 +229,15 @@ def _build(cls: type, raw: Any, where: str, **extra: Any) -> Any:
 
 def _load_models(path: Path) -> dict[str, Model]:
     models = {}
-    for name, raw in _read(path).get("models", {}).items():
+    entries = _read(path).get("models", {})
+    for name, raw in entries.items():
         where = f"{path.name}: models.{name}"
         raw = dict(raw)
+        if raw.get("base") is not None:  # a fine-tune: the base's shapes, its own keys on top
+            base = entries.get(raw["base"])
+            if not isinstance(base, dict) or base.get("base") is not None:
+                raise CatalogError(f"{where}: base {raw['base']!r} is not a model of its own in {path.name}")
+            raw = {**base, **raw}
         raw["architecture"] = _build(Architecture, raw.get("architecture"), f"{where}.architecture")
         for key in ("aliases", "served_names", "download_exclude"):
             raw[key] = tuple(raw.get(key, ()))

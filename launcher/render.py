@@ -159,6 +159,8 @@ def committed_deployments(catalog: Catalog) -> dict[str, Deployment]:
     for engine in catalog.engines.values():
         suffix = "" if engine.engine == "vllm" else f"-{engine.engine}"
         for model in catalog.models.values():
+            if model.base:  # a fine-tune's files would be its base's with another repo: rendered on demand
+                continue
             shipped = recipes_mod.shipped(catalog, model, engine=engine.engine)
             groups = [(r.slug, (r,), f"{model.name} on {r.count}x {r.gpu.name} with {engine.engine} "
                        f"{engine.version}: max_model_len {r.max_model_len}, {r.capacity.concurrency_text} "

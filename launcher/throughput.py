@@ -27,7 +27,9 @@ def _data(directory: str) -> dict[str, Any]:
 
 def estimate(catalog: Catalog, model: str, gpu: str, count: int) -> Estimate:
     data = _data(str(catalog_dir()))
-    figures = [f for f in data["figures"] if f["model"] == model]
+    known = catalog.models.get(model)
+    names = {model, known.base} if known is not None and known.base else {model}  # a fine-tune runs as its base
+    figures = [f for f in data["figures"] if f["model"] in names]
     exact = [f for f in figures if f["gpu"] == gpu and f["count"] == count]
     if exact:
         f = exact[0]  # measured rows come first in the file

@@ -50,6 +50,9 @@ def plan_options(func):
                           "code: use a sandboxed tool server in production."),
         click.option("--dummy-weights", is_flag=True,
                      help="Random weights of the real shapes (--load-format dummy): probe fit and speed, no download."),
+        click.option("--model-source", metavar="REPO[@REVISION]",
+                     help="Serve a fine-tune of MODEL from this Hugging Face repo (sized with MODEL's shapes); "
+                          "pin a commit with @REVISION."),
         click.option("--engine-version", metavar="VERSION",
                      help="Install this engine release instead of the pinned one; the plan uses its memory rules. "
                           "Releases gptoss-sky has not validated are allowed with a warning."),
@@ -63,7 +66,7 @@ def plan_options(func):
 
 
 def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_version=None, engine_args=(),
-             quiet=False, **_):
+             model_source=None, quiet=False, **_):
     """Every name and option checked before any pricing: (catalog, model, GPU specs, cloud list).
 
     Bad input fails here in well under a second, as one line naming the option and what is allowed.
@@ -74,6 +77,11 @@ def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_ve
     for note in notes if not quiet else ():
         stderr.print(f"[yellow]warning[/]: {note}")
     m = catalog.model(model)
+    if model_source:
+        m = m.with_source(model_source)
+        if not model_source.partition("@")[2] and not quiet:
+            stderr.print(f"[yellow]warning[/]: --model-source {model_source} is not pinned: the node downloads "
+                         "whatever `main` is then; give REPO@COMMIT to pin it")
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
     if context is not None:
         top = m.architecture.max_position_embeddings
@@ -88,10 +96,10 @@ def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_ve
 
 
 def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, tool_server, dummy_weights,
-          all_regions=False, engine_version=None, engine_args=()):
+          all_regions=False, engine_version=None, engine_args=(), model_source=None):
     """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
     catalog, m, specs, cloud_list = _resolve(model, gpus, clouds, infra, context, engine, tool_server,
-                                             engine_version, engine_args)
+                                             engine_version, engine_args, model_source)
     with stderr.status("Pricing offers with SkyPilot's catalog..."):
         result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
                                 context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights,
