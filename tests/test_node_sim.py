@@ -1,0 +1,277 @@
+"""The node's scripts, run by real bash on a simulated node (tests/nodesim.py), as SkyPilot runs them.
+
+The expected engine command per GPU name and count is computed here from the raw catalog YAML (engine
+flags, generation, overrides, profile) and the capacity planner's context, not taken from the renderer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from launcher import catalog, recipes, render
+from nodesim import Node, phases
+from test_node_scripts import NVIDIA_SMI_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGS = ROOT / "catalogs"
+KEY = "sk-nodesim-3c1f5e0b9a"
+ANY_FILES = ["tasks/20b-any.sky.yaml", "tasks/120b-any.sky.yaml", "services/120b-any.sky.yaml",
+             "tasks/20b-any-sglang.sky.yaml", "services/120b-any-sglang.sky.yaml"]
+
+
+def _raw(path: str) -> dict:
+    return yaml.safe_load((CATALOGS / path).read_text())
+
+
+def _flags(options: dict) -> list[str]:
+    out = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is False:
+            out.append("--no-" + key.replace("_", "-"))
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def expected_argv(engine: str, model: str, gpu: str, count: int, home: Path) -> list[str]:
+    """The engine command for the default profile, from catalogs/engines/<engine>.yaml and models.yaml."""
+    e = _raw(f"engines/{engine}.yaml")
+    m = next(v for v in _raw("models.yaml")["models"].values() if v["hf_repo"] == f"openai/gpt-oss-{model}")
+    generation = _raw("gpus.yaml")["gpus"][gpu]["generation"]
+    c = e["command"]
+    argv = list(c["program"])
+    argv += [c["model_flag"], m["hf_repo"]] if c["model_flag"] else [m["hf_repo"]]
+    argv += [c["revision_flag"], m["revision"]]
+    argv += [c["served_name_flag"], *(m["served_names"] if c["served_names_multiple"] else m["served_names"][:1])]
+    # the planner's context for this GPU and count (capacity is its own concern, tested in test_capacity)
+    cat = catalog.load()
+    context = recipes.build(cat, cat.model(model), cat.gpu(gpu), count, engine=engine).max_model_len
+    argv += [c["host_flag"], "0.0.0.0", c["port_flag"], str(e["port"]), c["tensor_parallel_flag"], str(count),
+             c["context_flag"], str(context)]
+    options = {**e["common_options"], **e["generations"][generation]["options"]}
+    for o in e["overrides"]:
+        if (o["model"], o["gpu"], o["tensor_parallel_size"]) == (f"gpt-oss-{model}", gpu, count):
+            options.update(o["options"])
+    options.update(e["profiles"][e["default_profile"]]["options"])
+    argv += _flags(options) + list(c.get("guard_flags") or [])
+    if e["api_key_config"]:
+        argv += [e["api_key_config"]["flag"], e["api_key_config"]["path"].replace("$HOME", str(home))]
+    return argv
+
+
+def _blocks(path: str) -> dict:
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+def _file_choices(path: str) -> list[tuple[str, int]]:
+    """(catalog GPU, count) pairs the file's resources offer the optimizer."""
+    cat = catalog.load()
+    res = _blocks(path)["resources"]
+    pairs = [(n, c) for n, c in res["accelerators"].items()] if "accelerators" in res else \
+        [next(iter(a["accelerators"].items())) for a in res["any_of"]]
+    by_name = {n: g.name for g in cat.gpus.values() for n in g.catalog_names}
+    return sorted({(by_name[n], c) for n, c in pairs})
+
+
+def _setup_node(tmp_path, path, gpu_name="NVIDIA H200", count=1, **envs) -> tuple[Node, dict]:
+    blocks = _blocks(path)
+    node = Node(tmp_path, gpu_name=gpu_name, gpu_count=count, secrets={k: KEY for k in blocks["secrets"]},
+                envs={**blocks["envs"], **envs})
+    result = node.bash(blocks["setup"])
+    assert result.returncode == 0, result.stdout
+    return node, blocks
+
+
+@pytest.mark.parametrize("path", ANY_FILES)
+def test_every_gpu_name_and_count_starts_exactly_the_catalogs_command(tmp_path, path):
+    engine = "sglang" if "sglang" in path else "vllm"
+    model = path.split("/")[1].split("-")[0]
+    node, blocks = _setup_node(tmp_path, path)
+    choices = _file_choices(path)
+    cat = catalog.load()
+    started = set()
+    for smi_name, gpu in sorted(NVIDIA_SMI_NAMES.items()):
+        counts = [c for g, c in choices if g == gpu]
+        for count in counts + [max(counts, default=1) * 2 if counts else 1]:
+            node.clear_calls()
+            node.gpu_name, node.gpu_count = smi_name, count
+            result = node.bash(blocks["run"])
+            engines = node.engine_calls()
+            if count not in counts:  # a GPU/count this file has no recipe for: say so, start nothing
+                assert result.returncode == 1 and "no recipe for" in result.stdout, (smi_name, count)
+                assert not engines
+                continue
+            started.add((gpu, count))
+            assert result.returncode == 0, (smi_name, count, result.stdout)
+            assert len(engines) == 1, (smi_name, count)
+            assert engines[0].argv == expected_argv(engine, model, gpu, count, node.home)[1:], (smi_name, count)
+            expected_env = cat.engine(engine).generations[cat.gpu(gpu).generation]["env"]
+            for name, value in expected_env.items():
+                assert engines[0].env.get(name) == value
+            if not expected_env:
+                assert "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8" not in engines[0].env
+    assert started == set(choices)  # every choice the optimizer may pick was started on its real GPU name
+
+
+def test_every_catalog_gpu_has_a_real_name_its_glob_matches():
+    cat = catalog.load()
+    for gpu in cat.gpus.values():
+        names = [n for n, g in NVIDIA_SMI_NAMES.items() if g == gpu.name]
+        assert names, gpu.name
+        assert all(fnmatch.fnmatchcase(n, gpu.nvidia_smi) for n in names)
+
+
+@pytest.mark.parametrize("path", ["tasks/20b-h200.sky.yaml", "tasks/20b-h200-sglang.sky.yaml"])
+def test_the_key_reaches_the_engine_by_env_or_0600_file_and_never_argv_or_log(tmp_path, path):
+    node, blocks = _setup_node(tmp_path, path)
+    secret = next(iter(blocks["secrets"]))
+    # an engine that prints the key (as a careless debug log would): the job log masks it
+    result = node.bash(blocks["run"], extra={"NODESIM_ENGINE_LOG": f"INFO args: api_key={KEY}\nINFO ok"})
+    assert result.returncode == 0, result.stdout
+    assert KEY not in result.stdout and "api_key=<key>" in result.stdout
+    for call in node.calls():
+        assert not any(KEY in a for a in call.argv), (call.name, call.argv)
+    engine = node.engine_calls()[0]
+    assert engine.env[secret] == KEY and engine.env["GPTOSS_KEY_ENV"] == secret
+    assert str(node.home / "gptoss-sky" / "guard") in engine.env["PYTHONPATH"].split(":")
+    header = node.home / "gptoss-sky" / "auth-header"
+    assert oct(header.stat().st_mode & 0o777) == "0o600"
+    assert header.read_text() == f"Authorization: Bearer {KEY}\n"
+    if "sglang" in path:
+        config = engine.files[engine.argv[engine.argv.index("--config") + 1]]
+        assert config["mode"] == "0o600" and yaml.safe_load(config["text"]) == {"api-key": KEY}
+        assert engine.argv[:3] == ["-m", "gptoss_guard", "sglang.launch_server"]
+    else:
+        assert engine.argv[-2:] == ["--middleware", "gptoss_guard.Guard"]
+    # setup wrote the guard the engine imports, byte for byte launcher/guard.py
+    assert (node.home / "gptoss-sky" / "guard" / "gptoss_guard.py").read_text() == render.guard_source() + "\n"
+
+
+def test_an_empty_secret_stops_the_job_before_the_engine(tmp_path):
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    result = node.bash(blocks["run"], extra={"VLLM_API_KEY": ""})
+    assert result.returncode == 1 and "secret VLLM_API_KEY is empty" in result.stdout
+    assert not node.engine_calls()
+
+
+@pytest.mark.parametrize("code", [1, 137])
+def test_an_engine_that_exits_non_zero_fails_the_job(tmp_path, code):
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    result = node.bash(blocks["run"], extra={"NODESIM_ENGINE": f"exit:{code}"})
+    assert result.returncode == code
+    assert re.search(rf"^gptoss-sky phase engine_exit \d+ {code}$", result.stdout, re.M)
+
+
+def test_the_idle_watchdog_stops_the_engine_with_the_key_from_the_header_file(tmp_path):
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    (node.state / "metrics").write_text("vllm:num_requests_running 0.0\nvllm:request_success_total 5.0\n")
+    result = node.bash(blocks["run"], timeout=30, extra={
+        "NODESIM_ENGINE": "serve", "GPTOSS_IDLE_MINUTES": "1", "GPTOSS_IDLE_SECONDS": "1",
+        "GPTOSS_WATCHDOG_POLL_SECONDS": "0"})
+    assert result.returncode == 0, result.stdout
+    assert "no requests for 1 minutes; stopping the server" in result.stdout
+    assert (node.state / "engine-stopped").read_text() == "15"  # SIGTERM
+    assert phases(result.stdout)[-1] == "engine_exit" and result.stdout.rstrip().endswith(" 0")
+    metrics = [c for c in node.calls("curl") if c.argv[-1].endswith("/metrics")]
+    assert metrics and all(c.argv[-1] == "http://127.0.0.1:8000/metrics" for c in metrics)
+    for call in metrics:
+        header = next(a[1:] for a in call.argv if a.startswith("@"))
+        assert call.files[header] == {"text": f"Authorization: Bearer {KEY}\n", "mode": "0o600"}
+
+
+def test_the_watchdog_keeps_a_busy_engine_and_is_off_by_default(tmp_path):
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    # GPTOSS_IDLE_MINUTES is "0" in the YAML: the engine runs until it exits by itself
+    result = node.bash(blocks["run"], extra={"NODESIM_ENGINE": "exit:0", "GPTOSS_WATCHDOG_POLL_SECONDS": "0"})
+    assert result.returncode == 0 and "stopping the server" not in result.stdout
+    assert not [c for c in node.calls("curl") if c.argv[-1].endswith("/metrics")]
+
+
+def test_phases_in_order_from_setup_and_the_engines_own_log(tmp_path):
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    log = "\n".join([
+        "(APIServer pid=1) INFO non-default args: {'model': 'openai/gpt-oss-20b'}",
+        "(EngineCore pid=2) INFO [gpu_model_runner.py:3] Starting to load model openai/gpt-oss-20b...",
+        "(EngineCore pid=2) INFO [gpu_model_runner.py:5347] Model loading took 13.03 GiB memory and 1.4 s",
+        "(EngineCore pid=2) INFO [gpu_model_runner.py:6612] Profiling CUDA graph memory: PIECEWISE=147",
+        "(EngineCore pid=2) INFO [gpu_model_runner.py:6844] Graph capturing finished in 90 secs",
+    ])
+    node.clear_calls()
+    setup = node.bash(blocks["setup"])
+    assert phases(setup.stdout) == ["install", "download", "setup_done"]
+    assert not node.calls("uv")  # the second setup finds the engine installed
+    result = node.bash(blocks["run"], extra={"NODESIM_ENGINE": "exit:0", "NODESIM_ENGINE_LOG": log})
+    assert result.returncode == 0
+    names = phases(result.stdout)
+    assert names[0] == "engine_start" and names[-1] == "engine_exit"
+    assert [n for n in names if n in ("load", "compile", "graphs")] == ["load", "compile", "graphs"]
+    assert "ready" in names
+    for line in log.splitlines():
+        assert line in result.stdout  # the engine's log passes through unchanged
+
+
+def test_sglang_log_phases(tmp_path):
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200-sglang.sky.yaml")
+    log = "[2026-11-30] Load weight begin. avail mem=139.20 GB\n[2026-11-30] Capture decode CUDA graph begin. This can take"
+    result = node.bash(blocks["run"], extra={"NODESIM_ENGINE_LOG": log})
+    assert [n for n in phases(result.stdout) if n in ("load", "compile", "graphs")] == ["load", "graphs"]
+
+
+def test_first_setup_installs_the_pinned_engine_and_downloads_the_pinned_revision(tmp_path):
+    node, blocks = _setup_node(tmp_path, "tasks/120b-h100.sky.yaml")
+    cat = catalog.load()
+    installs = [c.argv for c in node.calls("uv") if c.argv[:2] == ["pip", "install"]]
+    assert len(installs) == 1 and "vllm==0.32.0" in installs[0] and "--torch-backend=auto" in installs[0]
+    (download,) = node.calls("hf")
+    assert download.argv[:4] == ["download", "openai/gpt-oss-120b", "--revision", cat.model("120b").revision]
+    assert download.argv[4:] == ["--exclude", "original/*", "--exclude", "metal/*"]
+    fetched = [c.argv for c in node.calls("curl") if "-o" in c.argv]
+    assert {Path(a[a.index("-o") + 1]).name for a in fetched} == {"o200k_base.tiktoken", "cl100k_base.tiktoken"}
+
+
+RESOLVE = """
+import sys
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+try:
+    print(snapshot_download(sys.argv[1], revision=sys.argv[2] or None))
+except LocalEntryNotFoundError as exc:
+    print("not found:", type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize("dummy", [False, True])
+def test_the_model_resolves_offline_the_way_the_run_block_asks_for_it(tmp_path, dummy):
+    """Setup's download leaves snapshots/SHA and no refs/main; huggingface_hub's own resolver, in the
+    engine's recorded environment (HF_HUB_OFFLINE=1, the node's HOME), finds the model at the engine's
+    --revision, and would not without it (the pre-fix run block)."""
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, dummy_weights=dummy)
+    blocks = yaml.safe_load(render.render_text(cat, render.Deployment(name="gptoss-x", recipes=(recipe,))))
+    node = Node(tmp_path, secrets={"VLLM_API_KEY": KEY}, envs=blocks["envs"])
+    assert node.bash(blocks["setup"]).returncode == 0
+    result = node.bash(blocks["run"])
+    assert result.returncode == 0, result.stdout
+    (engine,) = node.engine_calls()
+    argv = engine.argv
+    repo, revision = argv[1], argv[argv.index("--revision") + 1]
+    assert engine.env["HF_HUB_OFFLINE"] == "1" and ("--load-format" in argv) == dummy
+    folder = node.home / ".cache" / "huggingface" / "hub" / "models--openai--gpt-oss-20b"
+    assert not (folder / "refs").exists()  # as `hf download --revision <commit>` leaves it
+    env = {k: v for k, v in engine.env.items() if not k.startswith("NODESIM_")}
+    env["PATH"] = os.environ["PATH"]  # this interpreter, with huggingface_hub, in place of the engine's
+    for rev, expected in ((revision, str(folder / "snapshots" / revision)), ("", "not found:")):
+        out = subprocess.run([sys.executable, "-c", RESOLVE, repo, rev], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.stdout.startswith(expected), (rev, out.stdout, out.stderr[-500:])
