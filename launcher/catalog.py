@@ -147,6 +147,9 @@ class Engine:
     reserved_flags: Mapping[str, str] = field(default_factory=dict)  # flag -> why --engine-arg may not set it
     user_options: Mapping[str, Any] = field(default_factory=dict)  # --engine-arg, applied after every profile
     notes: str = ""
+    # Every route the engine can serve, by the method smoke's auth check probes it with (post, get,
+    # patch); all must refuse a request without the key. `health_path` is the one exception.
+    guarded_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def option_list_path(self) -> Path:
         """catalogs/engines/options/<engine>-<version>.txt: the option strings of the engine's own parser."""
@@ -259,6 +262,25 @@ def _load_gpus(path: Path) -> tuple[dict[str, Gpu], dict[str, str]]:
     return gpus, dict(data.get("unsupported", {}))
 
 
+PROBE_METHODS = ("post", "get", "patch")
+
+
+def _guarded_paths(raw: Any, health_path: Any, where: str) -> dict[str, tuple[str, ...]]:
+    """guarded_paths: {post|get|patch: [/path, ...]}; the health path may not be listed."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: guarded_paths must map {'/'.join(PROBE_METHODS)} to lists of paths")
+    paths: dict[str, tuple[str, ...]] = {}
+    for method, listed in raw.items():
+        if method not in PROBE_METHODS:
+            raise CatalogError(f"{where}: guarded_paths.{method}: use one of {', '.join(PROBE_METHODS)}")
+        if not isinstance(listed, list) or not all(isinstance(p, str) and p.startswith("/") for p in listed):
+            raise CatalogError(f"{where}: guarded_paths.{method} must be a list of paths starting with /")
+        if health_path in listed:
+            raise CatalogError(f"{where}: guarded_paths.{method} lists the health path {health_path}")
+        paths[method] = tuple(listed)
+    return paths
+
+
 def _load_engine(path: Path) -> Engine:
     raw = dict(_read(path))
     where = path.name
@@ -271,6 +293,7 @@ def _load_engine(path: Path) -> Engine:
     }
     raw["supported_generations"] = tuple(raw.get("supported_generations", ()))
     raw["version"] = str(raw.get("version"))
+    raw["guarded_paths"] = _guarded_paths(raw.get("guarded_paths") or {}, raw.get("health_path"), where)
     engine = _build(Engine, raw, where)
     for key in ("program", "model_flag", "served_name_flag", "host_flag", "port_flag", "tensor_parallel_flag",
                 "context_flag", "dummy_weights", "tool_server_flag"):
