@@ -3,8 +3,8 @@ SkyServe `target_qps_per_replica` recommendation.
 
 Owns: the load loop (N workers per concurrency level, closed loop: each worker sends its next
 request when the previous one ends), per-request timing, the statistics and the recommendation rule.
-Uses httpx, asyncio and launcher.rawstream only; must not import click, rich or sky, and never
-prints (progress goes through `on_progress`).
+Uses httpx, asyncio, launcher.rawstream and launcher.causes only; must not import click, rich or
+sky, and never prints (progress goes through `on_progress`).
 
 Two clients (`client=`):
   "raw"   (default) launcher.rawstream: raw asyncio sockets, one keep-alive connection per worker,
@@ -42,7 +42,8 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
-from launcher import rawstream
+from launcher import causes, rawstream
+from launcher.errors import EndpointError
 
 CLIENTS = ("raw", "httpx")
 DEFAULT_CLIENT = "raw"
@@ -278,7 +279,8 @@ async def stream_one(
                     if choices and choices[0].get("text"):
                         text_times.append(now)
     except httpx.HTTPError as exc:
-        return RequestRecord(None, (), 0, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+        why = causes.from_exception(exc, str(client.base_url)).message
+        return RequestRecord(None, (), 0, time.perf_counter() - start, f"{type(exc).__name__}: {why}")
     except (ValueError, AttributeError) as exc:  # non-JSON or oddly shaped chunks
         return RequestRecord(None, (), 0, time.perf_counter() - start, f"malformed stream: {exc}")
     latency = time.perf_counter() - start
@@ -515,15 +517,23 @@ def bench(base_url: str, api_key: str | None, model: str, **kwargs: Any) -> Benc
 
 
 async def first_model(base_url: str, api_key: str | None, timeout: float = 30.0) -> str | None:
-    """The first model /v1/models lists, or None when it cannot be read."""
+    """The first model /v1/models lists; None when it answers but lists none. Raises EndpointError
+    naming the cause when it cannot be read: bad scheme, DNS, refused, TLS, timeout, 401, 404, 503."""
+    base_url = base_url.rstrip("/")
+    problem = causes.url_problem(base_url)
+    if problem is not None:
+        raise EndpointError(problem.message)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        async with httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout) as client:
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout) as client:
             response = await client.get("/v1/models", headers=headers)
-            if response.status_code != 200:
-                return None
-            data = response.json().get("data") or []
-            return data[0]["id"] if data and isinstance(data[0], dict) else None
-    except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+    except httpx.HTTPError as exc:
+        raise EndpointError(f"{base_url}: {causes.from_exception(exc, base_url, timeout).message}") from None
+    if response.status_code != 200:
+        cause = causes.from_status(response.status_code, "/v1/models", response.text, has_key=bool(api_key))
+        raise EndpointError(f"{base_url}: {cause.message}")
+    try:
+        data = response.json().get("data") or []
+        return data[0]["id"] if data and isinstance(data[0], dict) else None
+    except (ValueError, KeyError, AttributeError, TypeError):
         return None
-

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from launcher import causes
+
 READ_SIZE = 256 * 1024
 MAX_HEAD = 64 * 1024
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
@@ -440,7 +442,7 @@ class Connection:
                 except asyncio.TimeoutError:
                     return Outcome(start, _perf(), 0, [], None, False, "ConnectTimeout: connect timed out")
                 except OSError as exc:
-                    return Outcome(start, _perf(), 0, [], None, False, f"ConnectError: {exc}")
+                    return Outcome(start, _perf(), 0, [], None, False, f"ConnectError: {self.client.describe(exc)}")
             future: asyncio.Future[None] = self.loop.create_future()
             exchange = self.exchange = _Exchange(future, start)
             timer = self.loop.call_later(self.client.request_timeout, self._timeout)
@@ -489,6 +491,12 @@ class RawClient:
             family, _, _, _, addr = infos[0]
             self._address = (family, addr)
         return self._address
+
+    def describe(self, exc: OSError) -> str:
+        """Why a connect failed, in the words launcher.causes uses (refused, DNS, ...)."""
+        url = f"http://{self.target.host_header}"
+        cause = causes.from_os_error(exc, url)
+        return cause.message if cause is not None else str(exc)
 
     def build(self, path: str, payload: dict[str, Any], headers: dict[str, str]) -> bytes:
         return build_request(self.target, path, payload, headers)

@@ -1,10 +1,11 @@
 """Smoke checks for a gpt-oss endpoint served by vLLM's OpenAI-compatible server.
 
 Owns: the list of checks (health, models, chat, streaming, reasoning effort, tool calls, the
-Responses API, auth), their pass/fail rules and the `SmokeReport` they produce. Uses httpx only; it
-must not import click, rich or sky, and it never prints: progress goes through the `on_wait`
-callback, results come back as data. A failed check is a `CheckResult(ok=False)`, not an exception;
-`httpx.HTTPError` and JSON decode errors are caught around each probe and nowhere else.
+Responses API, auth), their pass/fail rules and the `SmokeReport` they produce. Uses httpx,
+launcher.causes (why a request failed) and the engines' route lists in catalogs/engines/*.yaml (the
+auth probe); it must not import click, rich or sky, and it never prints: progress goes through the
+`on_wait` callback, results come back as data. A failed check is a `CheckResult(ok=False)`, not an
+exception; `httpx.HTTPError` and JSON decode errors are caught around each probe and nowhere else.
 
 The API key is sent as a bearer token and scrubbed from every detail string, so a report can be
 printed or dumped as JSON safely.
@@ -23,13 +24,29 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
+
+from launcher import catalog, causes
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0  # how long to wait for the model to finish loading
 DEFAULT_REQUEST_TIMEOUT_S = 120.0  # one probe; reasoning at effort "high" can take a while
 POLL_INTERVAL_S = 2.0
+AUTH_PROBE_CONCURRENCY = 16  # requests in flight at once while probing every route without the key
+
+# reasoning_effort: the same questions at low and at high; high must reason at least this much more
+# in total (real gpt-oss gives several times more; an ignored effort gives about the same).
+EFFORT_PROMPTS = (
+    "Is 91 a prime number? Answer yes or no.",
+    "How many positive divisors does 360 have? Answer with the number only.",
+    "A bat and a ball cost $1.10 in total. The bat costs $1.00 more than the ball. "
+    "How much does the ball cost, in cents? Answer with the number only.",
+)
+EFFORT_MIN_RATIO = 1.5
+# stream: text that arrives faster than any GPU decodes one stream was buffered and sent in a burst
+# (a gpt-oss single stream decodes at most ~1,000 tokens/s on today's GPUs).
+MAX_PLAUSIBLE_TOKENS_PER_S = 5000.0
 
 CHECK_NAMES = (
     "health",
@@ -111,16 +128,14 @@ class _CheckFailed(Exception):
         self.metrics = metrics
 
 
-def describe_http_error(exc: httpx.HTTPError, timeout_s: float | None = None) -> str:
-    """One line for a transport failure: refused, timed out, cut off, ..."""
-    if isinstance(exc, httpx.TimeoutException):
-        limit = f" after {timeout_s:g} s" if timeout_s else ""
-        return f"timed out{limit} ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
-        return f"could not connect: {exc or 'connection refused'}"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"connection closed by the server mid-response: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+def describe_http_error(exc: httpx.HTTPError, timeout_s: float | None = None, url: str = "") -> str:
+    """One line for a transport failure: DNS, scheme, refused, TLS, timed out, cut off, ..."""
+    if not url:
+        try:
+            url = str(exc.request.url)
+        except RuntimeError:  # raised before a request was built
+            url = ""
+    return causes.from_exception(exc, url, timeout_s).message
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -128,11 +143,16 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _status_error(response: httpx.Response) -> _CheckFailed:
+def _status_error(response: httpx.Response, has_key: bool = True) -> _CheckFailed:
     try:
         body = response.text
     except (httpx.HTTPError, UnicodeDecodeError):  # body not read (streaming) or undecodable
         body = ""
+    if response.status_code in (401, 503) or (
+        response.status_code == 404 and response.request.method == "GET"
+    ):  # a missing/wrong key, a model still loading, a wrong URL: say so
+        path = response.request.url.path
+        return _CheckFailed(causes.from_status(response.status_code, path, body, has_key=has_key).message)
     return _CheckFailed(f"HTTP {response.status_code}: {_short(body) or '(empty body)'}")
 
 
@@ -207,7 +227,9 @@ class _Smoke:
         request_timeout_s: float,
         on_wait: Callable[[str], None] | None,
         poll_interval_s: float,
+        guarded: Sequence[tuple[str, str]] = (),
     ) -> None:
+        self.guarded = tuple(guarded)
         self.client = client
         self.api_key = api_key
         self.model = model
@@ -223,6 +245,10 @@ class _Smoke:
             return {"Authorization": f"Bearer {self.api_key}"}
         return {}
 
+    @property
+    def _url(self) -> str:
+        return str(self.client.base_url)
+
     def _redact(self, text: str) -> str:
         return text.replace(self.api_key, "***") if self.api_key else text
 
@@ -237,7 +263,7 @@ class _Smoke:
         except _CheckFailed as exc:
             ok, detail, metrics = False, str(exc), exc.metrics
         except httpx.HTTPError as exc:
-            ok, detail, metrics = False, describe_http_error(exc, self.request_timeout_s), {}
+            ok, detail, metrics = False, describe_http_error(exc, self.request_timeout_s, self._url), {}
         except ValueError as exc:  # JSON decode errors from streamed lines
             ok, detail, metrics = False, f"malformed response: {exc}", {}
         latency = round(time.perf_counter() - start, 4)
@@ -259,11 +285,20 @@ class _Smoke:
     # -- checks -----------------------------------------------------------------------------------
 
     async def health(self) -> CheckResult:
-        """Poll /health until 200; 503 and refused connections mean 'still loading' until the deadline."""
+        """Poll /health until 200. Only 'still loading' causes are retried until the deadline: 503, or
+        a refused connection (the engine is not listening yet). A bad scheme, an unresolvable name, a
+        TLS failure, a timeout, 401 or 404 fail at once with their own reason."""
         start = time.perf_counter()
         deadline = start + self.wait_timeout_s
-        last = ""
+        last: causes.Cause | None = None
         announced = False
+
+        def failed(detail: str) -> CheckResult:
+            return CheckResult("health", False, self._redact(detail), round(time.perf_counter() - start, 4))
+
+        problem = causes.url_problem(self._url)
+        if problem is not None:
+            return failed(problem.message)
         while True:
             try:
                 response = await self.client.get("/health")
@@ -271,36 +306,27 @@ class _Smoke:
                     waited = time.perf_counter() - start
                     note = f" after waiting {waited:.0f} s for the model to load" if announced else ""
                     return CheckResult("health", True, f"HTTP 200{note}", round(waited, 4))
-                if response.status_code != 503:
-                    return CheckResult(
-                        "health",
-                        False,
-                        self._redact(str(_status_error(response))),
-                        round(time.perf_counter() - start, 4),
-                    )
-                last = "HTTP 503 from /health"
-            except httpx.ConnectError as exc:
-                last = f"connection refused ({exc})" if str(exc) else "connection refused"
-            except httpx.HTTPError as exc:
-                return CheckResult(
-                    "health",
-                    False,
-                    describe_http_error(exc, self.request_timeout_s),
-                    round(time.perf_counter() - start, 4),
+                cause = causes.from_status(
+                    response.status_code, "/health", response.text, has_key=bool(self.api_key)
                 )
+            except httpx.HTTPError as exc:
+                cause = causes.from_exception(exc, self._url, self.request_timeout_s)
+            if not cause.still_loading:
+                return failed(cause.message)
+            last = cause
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
-                if last.startswith("connection refused"):
+                if last.kind == "refused":
                     detail = (
-                        f"nothing answered within {self.wait_timeout_s:g} s ({last}): the server is "
-                        "not running, or still loading the model"
+                        f"nothing answered within {self.wait_timeout_s:g} s ({last.message}): the server "
+                        "is not running, or still loading the model"
                     )
                 else:
-                    detail = f"still loading: not ready within {self.wait_timeout_s:g} s ({last})"
-                return CheckResult("health", False, detail, round(time.perf_counter() - start, 4))
+                    detail = f"still loading: not ready within {self.wait_timeout_s:g} s ({last.message})"
+                return failed(detail)
             if not announced:
                 self.on_wait(
-                    f"Model still loading ({last}); retrying for up to {remaining:.0f} s more."
+                    f"Model still loading ({last.message}); retrying for up to {remaining:.0f} s more."
                 )
                 announced = True
             await asyncio.sleep(min(self.poll_interval_s, remaining))
@@ -349,96 +375,148 @@ class _Smoke:
         return detail, metrics
 
     async def stream(self) -> tuple[str, dict[str, Any]]:
+        """A streamed chat completion must arrive as it is generated: content in several chunks, and
+        the text's arrival spread over time (not held back and sent in one burst at the end)."""
         payload = self._chat_payload(
-            "Count from 1 to 20, separated by spaces.",
+            "Count from 1 to 50, separated by spaces.",
             stream=True,
             stream_options={"include_usage": True},
+            reasoning_effort="low",
         )
         start = time.perf_counter()
-        first: float | None = None
-        last = start
-        text_chunks = 0
+        text_times: list[float] = []  # arrival of each event carrying text (reasoning or content)
+        content_events = 0
         content: list[str] = []
         usage_tokens: int | None = None
         done = False
+
+        def take(data: str, now: float) -> None:
+            nonlocal content_events, usage_tokens
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                raise _CheckFailed(f"stream chunk is not JSON: {_short(data, 80)!r}") from None
+            if isinstance(chunk, dict) and "error" in chunk:
+                raise _CheckFailed(f"error event in stream: {_short(json.dumps(chunk['error']))}")
+            tokens = _dig(chunk, "usage", "completion_tokens")
+            if isinstance(tokens, int):
+                usage_tokens = tokens
+            delta = _dig(chunk, "choices", 0, "delta")
+            if not isinstance(delta, dict):
+                return
+            piece = delta.get("content")
+            if (isinstance(piece, str) and piece) or _reasoning_of(delta):
+                text_times.append(now)
+            if isinstance(piece, str) and piece:
+                content_events += 1
+                content.append(piece)
+
         async with self.client.stream(
             "POST", "/v1/chat/completions", json=payload, headers=self._headers()
         ) as response:
             if response.status_code != 200:
                 await response.aread()
                 raise _status_error(response)
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    raise _CheckFailed(f"stream chunk is not JSON: {_short(data, 80)!r}") from None
-                if isinstance(chunk, dict) and "error" in chunk:
-                    raise _CheckFailed(f"error event in stream: {_short(json.dumps(chunk['error']))}")
-                tokens = _dig(chunk, "usage", "completion_tokens")
-                if isinstance(tokens, int):
-                    usage_tokens = tokens
-                delta = _dig(chunk, "choices", 0, "delta")
-                if not isinstance(delta, dict):
-                    continue
-                piece = delta.get("content")
-                thought = _reasoning_of(delta)
-                if (isinstance(piece, str) and piece) or thought:
-                    now = time.perf_counter()
-                    first = now if first is None else first
-                    last = now
-                    text_chunks += 1
-                if isinstance(piece, str):
-                    content.append(piece)
+            buffer = b""
+            # Bytes with their arrival time: events that arrive together share one timestamp.
+            async for piece_bytes in response.aiter_bytes():
+                now = time.perf_counter()
+                buffer += piece_bytes
+                *lines, buffer = buffer.split(b"\n")
+                for raw_line in lines:
+                    line = raw_line.decode("utf-8", errors="replace").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        continue
+                    take(data, now)
         assembled = "".join(content)
-        tokens_out = usage_tokens if usage_tokens is not None else text_chunks
+        tokens_out = usage_tokens if usage_tokens is not None else len(text_times)
+        first = text_times[0] if text_times else None
+        last = text_times[-1] if text_times else start
+        spread = last - first if first is not None else 0.0
         metrics: dict[str, Any] = {
             "ttft_s": None if first is None else round(first - start, 4),
             "tokens": tokens_out,
             "tokens_per_s": None,
             "content_chars": len(assembled),
+            "text_events": len(text_times),
+            "content_events": content_events,
+            "text_spread_s": round(spread, 4),
         }
-        if first is not None and last > first and tokens_out > 1:
-            metrics["tokens_per_s"] = round((tokens_out - 1) / (last - first), 1)
+        if spread > 0 and tokens_out > 1:
+            metrics["tokens_per_s"] = round((tokens_out - 1) / spread, 1)
         if not done:
             raise _CheckFailed(
-                f"stream ended without `data: [DONE]` after {text_chunks} text chunks (truncated)",
+                f"stream ended without `data: [DONE]` after {len(text_times)} text chunks (truncated)",
                 **metrics,
             )
         if not assembled.strip():
             raise _CheckFailed("stream assembled no content", **metrics)
+        if content_events < 2:
+            raise _CheckFailed(
+                f"not streamed: all content arrived in one chunk ({len(assembled)} chars)", **metrics
+            )
         rate = metrics["tokens_per_s"]
+        if spread <= 0 or (rate is not None and rate > MAX_PLAUSIBLE_TOKENS_PER_S):
+            shown = "at the same moment" if spread <= 0 else f"within {spread * 1000:.1f} ms"
+            raise _CheckFailed(
+                f"not streamed incrementally: all {len(text_times)} text chunks ({tokens_out} tokens) "
+                f"arrived {shown}, {first - start:.2f} s after the request: the answer was held back "
+                "and sent in one burst (a buffering proxy, or a server that does not stream)",
+                **metrics,
+            )
         detail = (
-            f"TTFT {metrics['ttft_s'] * 1000:.0f} ms, {tokens_out} tokens"
+            f"TTFT {metrics['ttft_s'] * 1000:.0f} ms, {tokens_out} tokens in {len(text_times)} chunks"
             + (f" at {rate:g} tokens/s" if rate else "")
             + f", content {_short(assembled, 40)!r}"
         )
         return detail, metrics
 
+    async def _reasoning(self, prompt: str, effort: str) -> tuple[int, int | None]:
+        """(characters of reasoning, reasoning tokens when the server reports them) for one answer."""
+        payload = self._chat_payload(prompt, reasoning_effort=effort, max_tokens=1024)
+        try:
+            document = await self._post_json("/v1/chat/completions", payload)
+        except _CheckFailed as exc:
+            raise _CheckFailed(f"reasoning_effort={effort!r} refused: {exc}") from None
+        message = _dig(document, "choices", 0, "message")
+        if not isinstance(message, dict):
+            raise _CheckFailed(f"reasoning_effort={effort!r}: no choices[0].message")
+        tokens = _dig(document, "usage", "completion_tokens_details", "reasoning_tokens")
+        return len(_reasoning_of(message) or ""), tokens if isinstance(tokens, int) else None
+
     async def reasoning_effort(self) -> tuple[str, dict[str, Any]]:
-        lengths: dict[str, int] = {}
-        for effort in ("low", "high"):
-            payload = self._chat_payload(
-                "Is 91 a prime number? Answer yes or no.", reasoning_effort=effort, max_tokens=512
+        """The same questions at low and high effort: high must reason clearly more in total."""
+        efforts = ("low", "high")
+        jobs = [self._reasoning(prompt, effort) for effort in efforts for prompt in EFFORT_PROMPTS]
+        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        answers: list[tuple[int, int | None]] = outcomes  # type: ignore[assignment]
+        n = len(EFFORT_PROMPTS)
+        per_effort = {effort: answers[i * n : (i + 1) * n] for i, effort in enumerate(efforts)}
+        metrics: dict[str, Any] = {}
+        for effort, results in per_effort.items():
+            metrics[f"{effort}_reasoning_chars"] = sum(chars for chars, _ in results)
+            metrics[f"{effort}_reasoning_chars_each"] = [chars for chars, _ in results]
+            tokens = [t for _, t in results]
+            metrics[f"{effort}_reasoning_tokens"] = None if None in tokens else sum(tokens)  # type: ignore[arg-type]
+        low, high = metrics["low_reasoning_chars"], metrics["high_reasoning_chars"]
+        seen = f"reasoning over {n} questions: low {low} chars, high {high} chars"
+        if high == 0:
+            raise _CheckFailed(f"no reasoning at all at effort 'high' ({seen})", **metrics)
+        if high < EFFORT_MIN_RATIO * low:
+            raise _CheckFailed(
+                f"reasoning_effort is ignored: high gave no more reasoning than low ({seen}; high "
+                f"must be at least {EFFORT_MIN_RATIO:g}x low)",
+                **metrics,
             )
-            try:
-                document = await self._post_json("/v1/chat/completions", payload)
-            except _CheckFailed as exc:
-                raise _CheckFailed(f"reasoning_effort={effort!r} refused: {exc}", **lengths) from None
-            message = _dig(document, "choices", 0, "message")
-            if not isinstance(message, dict):
-                raise _CheckFailed(f"reasoning_effort={effort!r}: no choices[0].message")
-            lengths[f"{effort}_reasoning_chars"] = len(_reasoning_of(message) or "")
-        detail = (
-            f"low and high accepted; reasoning {lengths['low_reasoning_chars']} vs "
-            f"{lengths['high_reasoning_chars']} chars"
-        )
-        return detail, lengths
+        ratio = f"{high / low:.1f}x" if low else "low gave none"
+        return f"high reasons more than low ({seen}, {ratio})", metrics
 
     async def tool_call(self) -> tuple[str, dict[str, Any]]:
         payload = self._chat_payload(
@@ -497,18 +575,66 @@ class _Smoke:
             raise _CheckFailed(f"/v1/responses returned no output text (status {status!r})")
         return f"output {_short(text, 40)!r}", {"status": document.get("status")}
 
+    async def _probe_unauthenticated(self, method: str, path: str) -> tuple[str, int | None, str]:
+        """(\"METHOD /path\", status or None, transport failure) for one request without the key."""
+        label = f"{method} {path}"
+        try:
+            if method == "POST":  # an empty object: refused by validation if it ever reached a handler
+                response = await self.client.post(
+                    path, content=b"{}", headers={"Content-Type": "application/json"}
+                )
+            else:
+                response = await self.client.request(method, path)
+        except httpx.HTTPError as exc:
+            return label, None, describe_http_error(exc, self.request_timeout_s, self._url)
+        return label, response.status_code, ""
+
     async def auth(self) -> tuple[str, dict[str, Any]]:
+        """Every route either engine can serve, sent without the key, must be refused (401/403);
+        only /health may answer. Fails naming each route that answered anything else."""
         if not self.api_key:
             raise _CheckFailed(
                 "no API key given, so auth cannot be checked; gptoss-sky endpoints always have one "
                 "(pass --api-key, --api-key-file or GPTOSS_SKY_API_KEY)"
             )
-        response = await self.client.get("/v1/models")  # deliberately without the key
-        if response.status_code in (401, 403):
-            return f"refused without the key (HTTP {response.status_code})", {}
-        if response.status_code == 200:
-            raise _CheckFailed("the endpoint answered HTTP 200 without the API key: auth is not enforced")
-        raise _CheckFailed(f"expected 401/403 without the key, got HTTP {response.status_code}")
+        gate = asyncio.Semaphore(AUTH_PROBE_CONCURRENCY)
+
+        async def one(method: str, path: str) -> tuple[str, int | None, str]:
+            async with gate:
+                return await self._probe_unauthenticated(method, path)
+
+        results = await asyncio.gather(*(one(m, p) for m, p in self.guarded))
+        # Routes that served something first, then handlers that rejected `{}`, then 405/404 (no
+        # handler ran, but the guard let the request through).
+        rank = lambda status: 0 if status < 300 else 3 if status == 404 else 2 if status == 405 else 1  # noqa: E731
+        open_ = sorted(
+            ((label, status) for label, status, _ in results if status not in (None, 401, 403)),
+            key=lambda item: rank(item[1]),  # type: ignore[arg-type]
+        )
+        answered = [f"{label} (HTTP {status})" for label, status in open_]
+        broken = [f"{label} ({error})" for label, status, error in results if status is None]
+        metrics: dict[str, Any] = {
+            "probed": len(results),
+            "refused": sum(status in (401, 403) for _, status, _ in results),
+            "answered_without_key": answered,
+            "probe_errors": broken,
+        }
+        if answered:
+            shown = ", ".join(answered[:12]) + (f" and {len(answered) - 12} more" if len(answered) > 12 else "")
+            raise _CheckFailed(
+                f"{len(answered)} of {len(results)} routes answered without the API key "
+                f"(auth is not enforced there): {shown}",
+                **metrics,
+            )
+        if broken:
+            raise _CheckFailed(
+                f"{len(broken)} of {len(results)} routes could not be probed without the key: "
+                + ", ".join(broken[:3]),
+                **metrics,
+            )
+        if not results:
+            raise _CheckFailed("no routes to probe (catalogs/engines/*.yaml list no guarded_paths)")
+        return f"all {len(results)} routes refused without the key (only /health answers)", metrics
 
     # -- driver -----------------------------------------------------------------------------------
 
@@ -537,6 +663,17 @@ def _skipped(name: str, why: str) -> CheckResult:
     return CheckResult(name, False, f"not run: {why}", None)
 
 
+def guarded_routes() -> tuple[tuple[str, str], ...]:
+    """(METHOD, path) for every route any engine in the catalog can serve, deduplicated: smoke does not
+    know which engine serves an --endpoint, and the node's guard must refuse all of them anyway."""
+    seen: dict[tuple[str, str], None] = {}
+    for engine in catalog.load().engines.values():
+        for method, paths in engine.guarded_paths.items():
+            for path in paths:
+                seen[(method.upper(), path)] = None
+    return tuple(seen)
+
+
 async def run_smoke(
     base_url: str,
     api_key: str | None,
@@ -547,19 +684,25 @@ async def run_smoke(
     on_wait: Callable[[str], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     poll_interval: float = POLL_INTERVAL_S,
+    guarded: Sequence[tuple[str, str]] | None = None,
 ) -> SmokeReport:
     """Run every check against `base_url` (scheme://host:port, no /v1) and return the report.
 
     `timeout` bounds the wait for the model to load (503 from /health or connection refused);
     `request_timeout` bounds each probe. `model=None` takes the first model /v1/models lists.
     `on_wait(message)` is called once when the server is still loading (the CLI prints it).
+    `guarded`: the (METHOD, path) routes the auth check probes without the key (default: every route
+    of every engine in catalogs/engines/*.yaml).
     """
     base_url = base_url.rstrip("/")
     if base_url.endswith("/v1"):
         base_url = base_url[:-3]
     limits = httpx.Timeout(request_timeout, connect=min(request_timeout, 10.0))
     async with httpx.AsyncClient(base_url=base_url, timeout=limits, transport=transport) as client:
-        runner = _Smoke(client, api_key, model, timeout, request_timeout, on_wait, poll_interval)
+        runner = _Smoke(
+            client, api_key, model, timeout, request_timeout, on_wait, poll_interval,
+            guarded_routes() if guarded is None else guarded,
+        )
         checks = await runner.run()
     return SmokeReport(base_url, runner.model, tuple(checks))
 

@@ -28,11 +28,29 @@ def test_healthy_server_passes_every_check(server: FakeServer) -> None:
     assert [c.name for c in report.checks] == list(smoke_lib.CHECK_NAMES)
     assert report.model == MODEL  # taken from /v1/models when not given
     stream = report.check("stream")
-    assert stream.metrics["tokens"] == 24  # from the final usage chunk
+    assert stream.metrics["tokens"] == 240  # from the final usage chunk: 24 chunks of 10 tokens
     assert stream.metrics["ttft_s"] is not None and stream.metrics["tokens_per_s"] > 0
+    assert stream.metrics["content_events"] == 20
     effort = report.check("reasoning_effort").metrics
-    assert effort["high_reasoning_chars"] > effort["low_reasoning_chars"] > 0
+    assert effort["high_reasoning_chars"] > 1.5 * effort["low_reasoning_chars"] > 0
+    assert len(effort["high_reasoning_chars_each"]) == len(smoke_lib.EFFORT_PROMPTS)
+    auth = report.check("auth")
+    assert auth.metrics["probed"] == auth.metrics["refused"] == len(smoke_lib.guarded_routes())
+    assert server.config.unauthenticated == []  # nothing but /health got past the guard
     assert all(c.latency_s is not None and c.latency_s >= 0 for c in report.checks)
+
+
+def test_report_data_says_check_by_check_what_passed_and_failed(server: FakeServer) -> None:
+    server.config.faults = {"stream_one_chunk", "auth_open:/tokenize"}
+    document = run(server).to_dict()
+    json.dumps(document)  # the live view and --json print it as it is
+    rows = {c["name"]: c for c in document["checks"]}
+    assert list(rows) == list(smoke_lib.CHECK_NAMES)
+    assert all({"name", "ok", "detail"} <= set(row) for row in rows.values())
+    assert document["failed"] == ["stream", "auth"]
+    assert [name for name, row in rows.items() if not row["ok"]] == ["stream", "auth"]
+    assert "one chunk" in rows["stream"]["detail"] and "POST /tokenize" in rows["auth"]["detail"]
+    assert rows["chat"]["detail"].startswith("content '12'")
 
 
 def test_old_reasoning_content_field_is_accepted(server: FakeServer) -> None:
@@ -45,6 +63,18 @@ def test_old_reasoning_content_field_is_accepted(server: FakeServer) -> None:
     ("fault", "check", "reason"),
     [
         ("no_auth", "auth", "auth is not enforced"),
+        ("auth_open:/invocations", "auth", "1 of "),
+        ("auth_open:/invocations", "auth", "POST /invocations (HTTP 400)"),
+        ("auth_open:/tokenize", "auth", "POST /tokenize (HTTP 400)"),
+        ("auth_open:/metrics", "auth", "GET /metrics (HTTP 200)"),
+        ("auth_open:/v1/responses", "auth", "POST /v1/responses (HTTP"),
+        ("auth_open:/generate", "auth", "POST /generate (HTTP 404)"),  # an SGLang route, not served here
+        ("auth_open:/flush_cache", "auth", "PATCH /flush_cache (HTTP 404)"),
+        ("effort_ignored", "reasoning_effort", "reasoning_effort is ignored"),
+        ("no_reasoning_for_high", "reasoning_effort", "no reasoning at all at effort 'high'"),
+        ("stream_all_at_once", "stream", "not streamed incrementally"),
+        ("stream_burst_at_end", "stream", "not streamed incrementally"),
+        ("stream_one_chunk", "stream", "all content arrived in one chunk"),
         ("raw_tool_json", "tool_call", "raw text in `content`"),
         ("bad_tool_args", "tool_call", "missing required key 'city'"),
         ("no_reasoning", "chat", "no reasoning"),
@@ -61,6 +91,69 @@ def test_each_fault_fails_its_check(server: FakeServer, fault: str, check: str, 
     assert not report.ok
     assert check in failed_names(report)
     assert reason in report.check(check).detail
+
+
+def test_vllm_own_api_key_leaves_routes_open_and_auth_names_them(server: FakeServer) -> None:
+    # vLLM's --api-key guards /v1, /v2, /inference, /cohere only (reference section 6).
+    server.config.faults = {"vllm_api_key_only"}
+    report = run(server)
+    assert failed_names(report) == ["auth"]
+    detail = report.check("auth").detail
+    for route in ("POST /invocations (HTTP 400)", "POST /tokenize (HTTP 400)", "GET /metrics (HTTP 200)"):
+        assert route in detail
+    open_routes = report.check("auth").metrics["answered_without_key"]
+    assert not [r for r in open_routes if r.split()[1].startswith(("/v1", "/v2", "/inference", "/cohere"))]
+    assert "POST /detokenize (HTTP 404)" in open_routes
+
+
+def test_sglang_own_api_key_leaves_health_variants_open(server: FakeServer) -> None:
+    # SGLang's --api-key lets /health*, /ready*, /metrics* through (sglang/srt/utils/auth.py).
+    server.config.faults = {"sglang_api_key_only"}
+    open_routes = run(server).check("auth").metrics["answered_without_key"]
+    assert sorted(r.split(" (")[0] for r in open_routes) == [
+        "GET /health_generate", "GET /metrics", "GET /ready", "GET /readyz",
+    ]
+
+
+def test_auth_probe_covers_every_route_of_both_engines_and_runs_nothing(server: FakeServer) -> None:
+    server.config.faults = {"no_auth"}
+    report = run(server)
+    probed = {r.split(" (")[0] for r in report.check("auth").metrics["answered_without_key"]}
+    from launcher import catalog
+
+    for engine in catalog.load().engines.values():
+        for method, paths in engine.guarded_paths.items():
+            assert {f"{method.upper()} {path}" for path in paths} <= probed, engine.engine
+    assert set(server.config.unauthenticated) >= probed
+    # Inference routes get `{}` (a validation error), state-changing ones PATCH: never a 200 there.
+    for route in report.check("auth").metrics["answered_without_key"]:
+        if route.startswith(("POST ", "PATCH ")):
+            assert "(HTTP 200)" not in route, route
+
+
+def test_the_issue_named_routes_are_in_the_catalog() -> None:
+    routes = {path for _, path in smoke_lib.guarded_routes()}
+    named = {
+        "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models", "/v1/embeddings",
+        "/invocations", "/tokenize", "/detokenize", "/metrics", "/v1/score", "/pooling", "/classify",
+        "/rerank", "/generate", "/get_model_info", "/get_server_info", "/flush_cache",
+    }
+    assert named <= routes, named - routes
+    assert "/health" not in routes
+
+
+def test_catalog_refuses_the_health_path_among_guarded_paths(tmp_path) -> None:
+    import shutil
+
+    from launcher import catalog
+    from launcher.errors import CatalogError
+
+    root = tmp_path / "catalogs"
+    shutil.copytree(catalog.catalog_dir(), root)
+    engine_file = root / "engines" / "vllm.yaml"
+    engine_file.write_text(engine_file.read_text().replace("get: [/v1/models,", "get: [/health, /v1/models,"))
+    with pytest.raises(CatalogError, match="vllm.yaml: guarded_paths.get lists the health path /health"):
+        catalog.load(str(root))
 
 
 def test_wrong_model_listed_fails_models(server: FakeServer) -> None:
@@ -83,6 +176,7 @@ def test_wrong_key_fails_with_http_401(server: FakeServer) -> None:
     assert "models" in failed_names(report)
     assert "HTTP 401" in report.check("models").detail
     assert "Unauthorized" in report.check("models").detail
+    assert "the key was refused" in report.check("models").detail
 
 
 def test_loading_then_ready_retries_and_passes(server: FakeServer) -> None:
@@ -115,7 +209,7 @@ def test_timeout_is_a_failed_check_not_an_exception(server: FakeServer) -> None:
     server.config.faults = {"hang_chat"}
     report = run(server, request_timeout=0.3)
     assert "chat" in failed_names(report)
-    assert "timed out after 0.3 s" in report.check("chat").detail
+    assert "timed out within 0.3 s" in report.check("chat").detail
     assert report.check("responses").ok and report.check("auth").ok  # other probes still ran
 
 

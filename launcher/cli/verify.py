@@ -245,7 +245,7 @@ def bench(
     Exit 1 if any request failed."""
     model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
     if model is None:
-        raise EndpointError(f"could not read the served model from {target.base_url}/v1/models; pass --model")
+        raise EndpointError(f"{target.base_url}/v1/models lists no model it serves; pass --model")
     price = price_per_hour if price_per_hour is not None else target.price_per_hour
 
     def progress(level: bench_lib.LevelResult) -> None:
@@ -340,7 +340,7 @@ def eval_(
     binomial standard errors at the number of questions, and at least 3 points)."""
     model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
     if model is None:
-        raise EndpointError(f"could not read the served model from {target.base_url}/v1/models; pass --model")
+        raise EndpointError(f"{target.base_url}/v1/models lists no model it serves; pass --model")
     if not json_:
         stderr.print(f"Running gpt_oss.evals {eval_name} at effort {reasoning_effort} against {escape(model)}...")
     verdict = evals_lib.run_eval(
