@@ -142,6 +142,27 @@ def test_the_issue_named_routes_are_in_the_catalog() -> None:
     assert "/health" not in routes
 
 
+@pytest.mark.parametrize("engine", ["vllm-0.32.0", "sglang-0.5.23"])
+def test_guarded_paths_cover_the_engines_real_route_lists(engine: str) -> None:
+    # tests/fixtures/*-routes.txt: the routes the engine's own app registers (make_routes.py), the
+    # same lists the node's guard is tested against. A route smoke does not probe is a hole it misses.
+    import re
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / f"{engine}-routes.txt"
+    listed = [line.split(" ", 1) for line in fixture.read_text().splitlines() if line.strip()]
+    probed = [path for _, path in smoke_lib.guarded_routes()]
+    missing = []
+    for method, path in listed:
+        if path == "/health" or method == "HEAD":
+            continue
+        segment = "[^/]+(/[^/]+)*" if ":path" in path else "[^/]+"  # {model:path} spans slashes
+        pattern = re.compile(re.sub(r"\\{[^}]+\\}", segment, re.escape(path)) + "$")
+        if not any(pattern.match(p) for p in probed):
+            missing.append(f"{method} {path}")
+    assert missing == []
+
+
 def test_catalog_refuses_the_health_path_among_guarded_paths(tmp_path) -> None:
     import shutil
 
@@ -281,3 +302,32 @@ def test_cli_unknown_deployment_is_a_user_error() -> None:
     result = invoke("smoke", "no-such-deployment")
     assert result.exit_code == 2
     assert "no-such-deployment" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_auth_passes_behind_the_nodes_guard_and_names_what_the_bare_engine_leaves_open(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine's real route table (tests/fixtures/*-routes.txt), once bare and once behind
+    # launcher/guard.py as the node runs it: smoke's auth check must tell the two apart.
+    from test_guard import KEY, Served, engine_app
+
+    from launcher import guard
+
+    monkeypatch.setenv("GPTOSS_KEY_ENV", "GPTOSS_TEST_KEY")
+    monkeypatch.setenv("GPTOSS_TEST_KEY", KEY)
+    bare = engine_app(engine)
+    guarded = engine_app(engine)
+    guarded.add_middleware(guard.Guard)
+    with Served(guarded) as served:
+        report = smoke_lib.smoke(served.url, KEY, **FAST)  # type: ignore[arg-type]
+    assert report.check("auth").ok, report.check("auth").detail
+    with Served(bare) as served:
+        report = smoke_lib.smoke(served.url, KEY, **FAST)  # type: ignore[arg-type]
+    auth = report.check("auth")
+    assert not auth.ok
+    assert "POST /invocations (HTTP 200)" in auth.metrics["answered_without_key"]
+    assert "GET /metrics (HTTP 200)" in auth.metrics["answered_without_key"]
+    assert auth.detail.startswith(f"{len(auth.metrics['answered_without_key'])} of ")
+    assert auth.metrics["answered_without_key"][0] in auth.detail  # routes that served come first
+    assert "(HTTP 200)" in auth.metrics["answered_without_key"][0]
