@@ -190,7 +190,8 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def _price(value: float | None) -> str:
-    return "-" if value is None else "$" + f"{value:.4f}".rstrip("0").rstrip(".")
+    """$ per 1M output tokens as `plan` prints it: three decimals, never trimmed."""
+    return "-" if value is None else f"${value:,.3f}"
 
 
 @click.command(name="bench")
