@@ -58,6 +58,8 @@ CASES = [
     (["plan", "20b", "--infra", "a/b/c/d"], ["--infra", "CLOUD[/REGION[/ZONE]]"]),
     (["plan", "20b", "--infra", "*"], ["--infra", "names no cloud"]),
     (["plan", "20b", "--clouds", "aws", "--infra", "aws"], ["--clouds", "--infra", "not both"]),
+    (["plan", "20b", "--infra", "kubernetes", "--spot"], ["--spot", "kubernetes", "no spot"]),
+    (["plan", "20b", "--clouds", "ssh,k8s", "--spot"], ["--spot", "ssh, kubernetes", "no spot"]),
     (["plan", "20b", "--top", "0"], ["--top", "positive"]),
     (["plan", "20b", "--profile", "fast"], ["--profile", "balanced"]),
     (["plan", "20b", "--optimize", "speed"], ["--optimize", "cost-per-token"]),

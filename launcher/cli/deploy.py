@@ -66,7 +66,7 @@ def plan_options(func):
 
 
 def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_version=None, engine_args=(),
-             model_source=None, quiet=False, **_):
+             model_source=None, quiet=False, spot=False, **_):
     """Every name and option checked before any pricing: (catalog, model, GPU specs, cloud list).
 
     Bad input fails here in well under a second, as one line naming the option and what is allowed.
@@ -89,7 +89,11 @@ def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_ve
             raise UserError(f"--context {context} is out of range for {m.name}: allowed {m.min_context}..{top} "
                             "tokens")
     cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds is not None else None
-    plan_mod.check_infra(cloud_list, infra)
+    names, pin = plan_mod.check_infra(cloud_list, infra)
+    chosen = [pin[0]] if pin else names or []
+    if spot and chosen and all(c in plan_mod.NO_SPOT for c in chosen):
+        raise UserError(f"--spot: {', '.join(chosen)} has no spot instances in SkyPilot; drop --spot or plan on "
+                        "a cloud (--clouds/--infra)")
     if tool_server and not catalog.engine(engine).command.get("tool_server_flag"):
         raise UserError(f"--tool-server is not supported by --engine {engine}")
     return catalog, m, specs, cloud_list
@@ -99,7 +103,7 @@ def _plan(model, gpus, clouds, infra, spot, context, profile, optimize, engine, 
           all_regions=False, engine_version=None, engine_args=(), model_source=None):
     """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
     catalog, m, specs, cloud_list = _resolve(model, gpus, clouds, infra, context, engine, tool_server,
-                                             engine_version, engine_args, model_source)
+                                             engine_version, engine_args, model_source, spot=spot)
     with stderr.status("Pricing offers with SkyPilot's catalog..."):
         result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
                                 context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights,
