@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from launcher import recipes as recipes_mod
 from launcher import skyapi, state, throughput
 from launcher.catalog import Catalog, Gpu, Model, catalog_dir
-from launcher.errors import NoFitError, UserError
+from launcher.errors import NoFitError, SkyError, UserError
 from launcher.recipes import Recipe
 
 OBJECTIVES = ("cost", "cost-per-token")
@@ -193,19 +193,30 @@ def _snapshot_rows(names: Sequence[str], clouds: Sequence[str]) -> list[dict]:
 
 
 def _rows(names: Sequence[str], clouds: Sequence[str]) -> tuple[list[dict], list[str], list[str]]:
-    """(priced rows, infra with no price anywhere, notes)."""
+    """(priced rows, infra with no price anywhere, notes).
+
+    A SkyPilot catalog cache that cannot be read (half-downloaded, edited by hand) costs that cloud its live
+    prices, not the plan: it is priced from the snapshot, and the note says which file to delete.
+    """
     live = [c for c in clouds if os.path.exists(skyapi.real_catalog_path(c))]
-    offline = [c for c in clouds if c not in live]
+    rows, notes, broken = [], [], []
+    for cloud in live:
+        try:
+            found = skyapi.list_gpu_offers(names, [cloud])
+        except SkyError as exc:
+            broken.append(cloud)
+            notes.append(f"SkyPilot's cached {cloud} catalog {skyapi.real_catalog_path(cloud)} cannot be read "
+                         f"({str(exc).split(': ', 1)[-1][:120]}); delete it and SkyPilot fetches it again")
+            continue
+        rows += [dict(row, source="skypilot catalog") for row in found]
+    offline = [c for c in clouds if c not in live or c in broken]
     have = [c for c in offline if c in snapshot_clouds()]
     unpriced = [c for c in offline if c not in have]
-    rows, notes = [], []
-    for row in skyapi.list_gpu_offers(names, live) if live else []:
-        rows.append(dict(row, source="skypilot catalog"))
     if have:
         for row in _snapshot_rows(names, have):
             rows.append(dict(row, source=f"bundled snapshot {SNAPSHOT_DATE}"))
         notes.append(f"prices for {', '.join(have)} from the bundled catalog snapshot of {SNAPSHOT_DATE} "
-                     "(SkyPilot has no cached catalog for them; `sky check` and a launch refresh it)")
+                     "(SkyPilot has no usable cached catalog for them; `sky check` and a launch refresh it)")
     for cloud in unpriced:
         notes.append(f"{cloud}: price unknown: {_why_unpriced(cloud)}")
     return rows, unpriced, notes

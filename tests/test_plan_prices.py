@@ -174,3 +174,28 @@ def test_money_is_written_one_way_everywhere():
     assert [deploy._money(v) for v in (1.2, 1.16, 12.0, 1234.5)] == ["$1.20", "$1.16", "$12.00", "$1,234.50"]
     assert deploy._money(0.1377, 3) == verify._price(0.1377) == "$0.138"
     assert verify._price(4.0) == "$4.000" and deploy._money(None) == verify._price(None) == "-"
+
+
+def test_a_half_downloaded_skypilot_catalog_falls_back_to_the_snapshot_and_says_which_file(isolated_env, monkeypatch):
+    import importlib
+
+    import sky.catalog.lambda_catalog as lc
+    from sky.catalog import common as cc
+
+    folder = isolated_env / ".sky" / "catalogs" / "v8"
+    (folder / "lambda").mkdir(parents=True)
+    (folder / "lambda" / "vms.csv").write_text("InstanceType,AcceleratorName,Accelerat\ngpu_1x_a1")  # cut short
+    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder))
+    importlib.reload(lc)
+    try:
+        as_json = invoke("plan", "20b", "--clouds", "lambda", "--json")
+        table = invoke("plan", "20b", "--clouds", "lambda")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(lc)
+    assert as_json.exit_code == table.exit_code == 0, as_json.stderr + table.stderr
+    offers = json.loads(as_json.stdout)
+    assert offers and {o["cloud"] for o in offers} == {"lambda"}
+    assert all(o["price_source"].startswith("bundled snapshot") for o in offers)
+    note = " ".join(table.stderr.split())
+    assert "lambda/vms.csv" in note and "delete it" in note and "Traceback" not in table.stderr
