@@ -296,6 +296,8 @@ def scan() -> tuple[list[Record], list[CorruptRecord]]:
     """Every record, and every record file that could not be read (reported, never skipped silently)."""
     folder = _path("deployments")
     try:
+        if home().exists() and not home().is_dir():
+            raise _fault("use the folder", home(), NotADirectoryError(errno.ENOTDIR, "not a folder"))
         if not folder.exists():
             return [], []
         if not folder.is_dir():
