@@ -63,12 +63,12 @@ class FakeConfig:
     itl_s: float = 0.0  # /v1/completions: delay between tokens
     completions_seen: int = 0
     flavor: str = "vllm"  # "sglang": SGLang's OpenAI server (reasoning_content, owned_by sglang)
-    chat_itl_s: float = 0.005  # chat streams: delay between chunks (one chunk = CHAT_CHUNK_TOKENS tokens)
+    chat_itl_s: float = 0.01  # chat streams: delay between chunks (one chunk = CHAT_CHUNK_TOKENS tokens)
     unauthenticated: list[str] = field(default_factory=list)  # "METHOD /path" that got past the guard
 
     def reset(self) -> None:
         self.flavor = "vllm"
-        self.chat_itl_s = 0.005
+        self.chat_itl_s = 0.01
         self.unauthenticated = []
         self.faults = set()
         self.loading_503s = 0
@@ -77,7 +77,7 @@ class FakeConfig:
         self.completions_seen = 0
 
 
-CHAT_CHUNK_TOKENS = 10  # like vLLM's --stream-interval 10: each streamed chunk stands for 10 tokens
+CHAT_CHUNK_TOKENS = 5  # like vLLM's --stream-interval 5: each streamed chunk stands for 5 tokens
 HEALTH_PATH = "/health"
 VLLM_GUARDED_PREFIX = ("/v1", "/v2", "/inference", "/cohere")  # vllm/entrypoints/serve/middleware/authenticate.py
 SGLANG_OPEN_PREFIX = ("/health", "/ready", "/metrics")  # sglang/srt/utils/auth.py decide_request_auth

@@ -28,7 +28,7 @@ def test_healthy_server_passes_every_check(server: FakeServer) -> None:
     assert [c.name for c in report.checks] == list(smoke_lib.CHECK_NAMES)
     assert report.model == MODEL  # taken from /v1/models when not given
     stream = report.check("stream")
-    assert stream.metrics["tokens"] == 240  # from the final usage chunk: 24 chunks of 10 tokens
+    assert stream.metrics["tokens"] == 120  # from the final usage chunk: 24 chunks of 5 tokens
     assert stream.metrics["ttft_s"] is not None and stream.metrics["tokens_per_s"] > 0
     assert stream.metrics["content_events"] == 20
     effort = report.check("reasoning_effort").metrics
