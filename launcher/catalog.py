@@ -143,6 +143,7 @@ class Engine:
     metrics: Mapping[str, Any] = field(default_factory=dict)  # /metrics family names per quantity
     node_requirements: Mapping[str, Any] = field(default_factory=dict)  # cuda, min_driver, why
     log_phases: Mapping[str, str] = field(default_factory=dict)  # phase name -> ERE on the engine's log
+    compile_caches: Mapping[str, str] = field(default_factory=dict)  # env var -> folder, for --cache
     validated_versions: tuple[str, ...] = ()  # releases run end to end; others are allowed with a warning
     reserved_flags: Mapping[str, str] = field(default_factory=dict)  # flag -> why --engine-arg may not set it
     user_options: Mapping[str, Any] = field(default_factory=dict)  # --engine-arg, applied after every profile

@@ -62,7 +62,7 @@ def deployment_for(name: str, recipes: Sequence[Recipe], *, service: bool, image
                    spot: bool = False, infra: str | None = None, idle_minutes: int = 0,
                    replicas: int | None = None, min_replicas: int | None = None,
                    max_replicas: int | None = None, target_qps: float | None = None,
-                   ondemand_fallback: bool = False) -> render.Deployment:
+                   ondemand_fallback: bool = False, cache: str | None = None) -> render.Deployment:
     model = recipes[0].model
     gpus = ", ".join(r.accelerator for r in recipes)
     if service and replicas is None and min_replicas is None:
@@ -73,7 +73,7 @@ def deployment_for(name: str, recipes: Sequence[Recipe], *, service: bool, image
         name=name, recipes=tuple(recipes), service=service, image=image, use_spot=True if spot else None,
         infra=infra, idle_minutes=idle_minutes if not service else 0,
         replicas=replicas if service else 1, min_replicas=min_replicas, max_replicas=max_replicas,
-        target_qps=target_qps, ondemand_fallback=ondemand_fallback,
+        target_qps=target_qps, ondemand_fallback=ondemand_fallback, cache=cache,
         title=f"{model.name} as {name} on the cheapest available of: {gpus}",
     )
 

@@ -7,8 +7,10 @@ parser (skyapi.task_from_config). `generate_all` produces the committed tasks/ a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from launcher import guard
 from launcher import recipes as recipes_mod
 from launcher import throughput
 from launcher.catalog import Catalog
-from launcher.errors import RenderError
+from launcher.errors import RenderError, UserError
 from launcher.recipes import Recipe
 
 _ENV = jinja2.Environment(
@@ -63,10 +65,34 @@ class Deployment:
     ondemand_fallback: bool = False
     title: str = ""
     usage: tuple[str, ...] = field(default=())
+    cache: str | None = None  # --cache URI: a bucket SkyPilot mounts at CACHE_MOUNT (weights, compiled kernels)
 
     @property
     def model(self):
         return self.recipes[0].model
+
+
+CACHE_MOUNT = "/gptoss-cache"
+CACHE_STORES = ("s3://", "gs://", "r2://", "cos://", "oci://", "nebius://")
+
+
+def check_cache_uri(uri: str) -> str:
+    """A bucket URI SkyPilot can mount (optionally with a folder), or a one-line reason it is not."""
+    azure = re.fullmatch(r"https://[a-z0-9]+\.blob\.core\.windows\.net/[a-z0-9-]+(/.*)?", uri)
+    if not (azure or (uri.startswith(CACHE_STORES) and len(uri.split("://", 1)[1].strip("/")) > 0)):
+        raise UserError(f"--cache {uri!r}: give a bucket URI SkyPilot mounts: "
+                        f"{', '.join(s + 'BUCKET[/PATH]' for s in CACHE_STORES)} or "
+                        "https://ACCOUNT.blob.core.windows.net/CONTAINER")
+    return uri.rstrip("/")
+
+
+def cache_key(recipe: Recipe) -> str:
+    """Where one recipe's compiled kernels live in the cache: engine version, GPU kind and TP size, and a
+    hash of everything that can change compiled code (the whole command line and its environment; a
+    superset, so a change never reuses a stale kernel)."""
+    words = recipe.engine_argv(tp=recipe.count) + [f"{k}={v}" for k, v in sorted(recipe.env.items())]
+    digest = hashlib.sha256("\0".join(words).encode()).hexdigest()[:16]
+    return f"{recipe.engine.engine}-{recipe.engine.version}/{recipe.gpu.slug}-tp{recipe.count}/{digest}"
 
 
 def _sort_for_case(recipes: Sequence[Recipe]) -> list[Recipe]:
@@ -105,6 +131,8 @@ def render_text(catalog: Catalog, deployment: Deployment) -> str:
     context = dict(
         engine=engine, model=model, image=deployment.image, dummy_weights=dummy, tool_server=tool_server,
         recipes=_sort_for_case(deployment.recipes), guard_source=guard_source(),
+        cache=deployment.cache, cache_mount=CACHE_MOUNT, cache_key=cache_key,
+        hf_folder="models--" + model.hf_repo.replace("/", "--"),
     )
     try:
         setup = _ENV.get_template("setup.sh.j2").render(context).rstrip("\n")

@@ -10,7 +10,8 @@ stub executables on PATH that record their argv and environment (one JSON file p
   curl        `-o FILE URL` writes FILE; .../health answers once the engine is ready; .../metrics prints
               the node's metrics file (the header file of `-H @FILE` is recorded with its mode)
   vllm, python (in the venv)  the engine: record, print the log lines given, mark ready, then exit with
-              the code given or serve until SIGTERM. `python -c "import ..."` is setup's version check.
+              the code given or serve until SIGTERM; "compiles" (writes a kernel) into each compile cache
+              folder the environment names unless one is there. `python -c "import ..."` is setup's check.
 The stubs use this interpreter (sys.executable); nothing here talks to a network or a GPU.
 """
 
@@ -48,9 +49,21 @@ def remember(path):
         record["files"][str(path)] = {{"text": p.read_text(), "mode": oct(p.stat().st_mode & 0o777)}}
 
 
+COMPILE_CACHES = ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE")
+
+
 def engine():
     if "--config" in args:
         remember(args[args.index("--config") + 1])
+    # "compile": write a kernel into every compile cache the environment points at, unless one is there
+    record["compiled"] = []
+    for var in COMPILE_CACHES:
+        if var in os.environ:
+            kernel = Path(os.environ[var]) / "kernel.bin"
+            if not kernel.exists():
+                kernel.parent.mkdir(parents=True, exist_ok=True)
+                kernel.write_text("compiled for " + " ".join(args))
+                record["compiled"].append(var)
     save()
     log = os.environ.get("NODESIM_ENGINE_LOG", "")
     for line in log.splitlines():
@@ -59,6 +72,9 @@ def engine():
     mode = os.environ.get("NODESIM_ENGINE", "exit:0")
     if mode.startswith("exit:"):
         sys.exit(int(mode.split(":")[1]))
+    if mode.startswith("serve-for:"):  # answer /health for a while, then exit 0
+        time.sleep(float(mode.split(":")[1]))
+        sys.exit(0)
     def stop(signum, frame):
         (state / "engine-stopped").write_text(str(signum))
         sys.exit(0)
@@ -144,6 +160,7 @@ class Call:
     argv: list[str]
     env: dict[str, str]
     files: dict[str, Any]
+    compiled: list[str] | None = None  # engines: the compile caches it had to fill
 
 
 class Node:
@@ -202,7 +219,7 @@ class Node:
         for path in sorted(self.calls_dir.glob("*.json")):
             data = json.loads(path.read_text())
             if name is None or data["name"] == name:
-                out.append(Call(data["name"], data["argv"], data["env"], data["files"]))
+                out.append(Call(data["name"], data["argv"], data["env"], data["files"], data.get("compiled")))
         return out
 
     def clear_calls(self) -> None:

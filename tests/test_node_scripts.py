@@ -1,8 +1,8 @@
 """Every node script gptoss-sky can produce is valid bash and passes shellcheck.
 
 The scripts are the `setup:` and `run:` blocks of the committed tasks/ and services/ files and of what
-`up`/`serve` render on the fly (engines x profiles x --tool-server x --dummy-weights x --image, and the
-any-GPU case of every model). shellcheck runs once over all distinct scripts (seconds, not minutes).
+`up`/`serve` render on the fly (engines x profiles x --tool-server x --dummy-weights x --image x --cache,
+and the any-GPU case of every model). shellcheck runs once over all distinct scripts (seconds, not minutes).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _rendered_variants() -> dict[str, str]:
                 any_fit = tuple(recipes.candidates(cat, m, profile=profile, engine=engine))
                 for service in (False, True):
                     out[f"{engine}-{model}-{profile}-any-service={service}"] = render.render_text(
-                        cat, lifecycle.deployment_for("gptoss-x", any_fit, service=service, idle_minutes=30))
+                        cat, lifecycle.deployment_for("gptoss-x", any_fit, service=service, idle_minutes=30,
+                                                      cache="gs://bucket" if profile == "latency" else None))
         m = cat.model("20b")
         for tool_server in (None, "demo", "tools.example:8001,10.0.0.2:9000"):
             for dummy in (False, True):
@@ -55,7 +56,8 @@ def _rendered_variants() -> dict[str, str]:
                                                dummy_weights=dummy, tool_server=tool_server)
                         label = f"{engine}-ts={tool_server}-dummy={dummy}-image={image}-service={service}"
                         out[label] = render.render_text(cat, lifecycle.deployment_for(
-                            "gptoss-x", (recipe,), service=service, image=image, spot=service, idle_minutes=30))
+                            "gptoss-x", (recipe,), service=service, image=image, spot=service, idle_minutes=30,
+                            cache="s3://bucket/gptoss" if service else None))
     return out
 
 

@@ -275,3 +275,63 @@ def test_the_model_resolves_offline_the_way_the_run_block_asks_for_it(tmp_path, 
         out = subprocess.run([sys.executable, "-c", RESOLVE, repo, rev], env=env, capture_output=True,
                              text=True, timeout=60)
         assert out.stdout.startswith(expected), (rev, out.stdout, out.stderr[-500:])
+
+
+def test_a_second_start_with_the_cache_downloads_and_compiles_nothing(tmp_path):
+    """--cache: a local folder stands in for the bucket SkyPilot mounts (GPTOSS_CACHE_DIR). The first node
+    downloads and compiles, then writes both once it is ready; a fresh second node (another replica of the
+    same service) finds them: no `hf download`, no kernel compiled, the model still resolves."""
+    from launcher import lifecycle, skyapi
+
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    deployment = lifecycle.deployment_for("gptoss-x", (recipe,), service=True, cache="s3://team-bucket/gptoss")
+    config = render.render_config(cat, deployment)
+    assert config["file_mounts"] == {"/gptoss-cache": {"source": "s3://team-bucket/gptoss", "mode": "MOUNT_CACHED"}}
+    task = skyapi.task_from_config(config, secrets={"VLLM_API_KEY": "k"})  # SkyPilot's own parser takes it
+    assert list(task.storage_mounts) == ["/gptoss-cache"]
+    bucket = tmp_path / "bucket"
+    starts = []
+    for n in (1, 2):
+        node = Node(tmp_path / f"node{n}", secrets={"VLLM_API_KEY": KEY},
+                    envs={**config["envs"], "GPTOSS_CACHE_DIR": str(bucket)})
+        setup = node.bash(config["setup"])
+        assert setup.returncode == 0, setup.stdout
+        run = node.bash(config["run"], extra={"NODESIM_ENGINE": "serve-for:0.5"})
+        assert run.returncode == 0, run.stdout
+        (engine,) = node.engine_calls()
+        starts.append((node, setup.stdout, run.stdout, engine))
+    (node1, setup1, run1, engine1), (node2, setup2, run2, engine2) = starts
+    key = render.cache_key(recipe)
+    assert len(node1.calls("hf")) == 1 and set(engine1.compiled) == set(cat.engine("vllm").compile_caches)
+    assert (bucket / "compiled" / key / ".done").exists() and "cache up to date" in run1
+    weights = bucket / "weights" / f"models--openai--gpt-oss-20b@{recipe.model.revision}"
+    assert (weights / ".done").exists() and (weights / "model-00000-of-00002.safetensors").is_file()
+    assert not node2.calls("hf") and "weights from the cache" in setup2
+    assert engine2.compiled == [] and f"compiled kernels from the cache ({key})" in run2
+    snapshot = node2.home / ".cache/huggingface/hub/models--openai--gpt-oss-20b/snapshots" / recipe.model.revision
+    assert (snapshot / "config.json").is_file() and not (snapshot / ".done").exists()
+
+
+def test_the_cache_key_changes_with_anything_that_changes_compiled_code():
+    cat = catalog.load()
+    base = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    others = [recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 2),
+              recipes.build(cat, cat.model("20b"), cat.gpu("H100"), 1),
+              recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, profile="throughput"),
+              recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, context=32768),
+              recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, engine="sglang")]
+    keys = {render.cache_key(r) for r in [base, *others]}
+    assert len(keys) == 6
+    assert render.cache_key(base).startswith("vllm-0.32.0/h200-tp1/")
+    assert render.cache_key(base) == render.cache_key(recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1))
+
+
+def test_cache_uri_is_checked_before_pricing():
+    from click.testing import CliRunner
+
+    from launcher.cli import cli
+
+    result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "--cache", "/tmp/x", "--dryrun", "-y"])
+    assert result.exit_code == 2 and "--cache '/tmp/x': give a bucket URI" in result.stderr
+    assert "Traceback" not in result.stderr

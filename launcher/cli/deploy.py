@@ -167,6 +167,9 @@ def launch_options(func):
     """Options shared by up and serve, after their own."""
     options = [
         click.option("--image", is_flag=True, help="Use the engine's official image instead of installing it."),
+        click.option("--cache", metavar="URI",
+                     help="Bucket (s3://, gs://, r2://, ...) SkyPilot mounts on every node and replica: weights and "
+                          "compiled kernels are read from it when there and written after the first start."),
         click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing."),
         click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation."),
         click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers."),
@@ -185,6 +188,9 @@ def launch_options(func):
 def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, envs=(), secrets=(), **service):
     from launcher import engine_control
 
+    cache = plan_args.pop("cache", None)
+    cache = render.check_cache_uri(cache) if cache is not None else None  # bad input: before pricing
+
     catalog, m, _, _ = _resolve(**plan_args, quiet=True)
     engine = catalog.engine(plan_args["engine"])
     user_envs = engine_control.parse_envs(envs, engine)
@@ -200,7 +206,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     spot, infra, optimize = plan_args["spot"], plan_args["infra"], plan_args["optimize"]
     recipes = lifecycle.choose_recipes(result, top_kinds=3 if optimize == "cost-per-token" else None)
     deployment = lifecycle.deployment_for(full_name, recipes, service=kind == "service", image=image, spot=spot,
-                                          infra=infra, **service)
+                                          infra=infra, cache=cache, **service)
     text = render.render_text(catalog, deployment)
     from launcher import skyapi
 
