@@ -56,7 +56,9 @@ def _with_version(engine: Engine, version: str) -> tuple[Engine, str | None]:
 
 
 def option_list(engine: Engine) -> tuple[set[str], str]:
-    """The engine's option strings for its version, else for the nearest older version listed."""
+    """The engine's option strings for its version, else for the nearest older version listed.
+
+    With <engine>-<version>.values.json beside the list, its flags (short spellings too) count as well."""
     folder = engine.option_list_path().parent
     listed = sorted((p for p in folder.glob(f"{engine.engine}-*.txt")),
                     key=lambda p: parse_version(p.stem.removeprefix(f"{engine.engine}-")))
@@ -66,7 +68,39 @@ def option_list(engine: Engine) -> tuple[set[str], str]:
     older = [p for p in listed if parse_version(p.stem.removeprefix(f"{engine.engine}-")) <= wanted]
     path = (older or listed)[-1]
     flags = {line.strip() for line in path.read_text().splitlines() if line.startswith("-")}
-    return flags, path.stem.removeprefix(f"{engine.engine}-")
+    return flags | set(_value_rules(path)), path.stem.removeprefix(f"{engine.engine}-")
+
+
+def _value_rules(list_path: Any) -> dict[str, Any]:
+    """What each flag takes (value or not, choices, int/float), dumped from the engine's own argparse."""
+    import json
+
+    rules_path = list_path.with_name(list_path.stem + ".values.json")
+    if not rules_path.is_file():
+        return {}
+    return {k: v for k, v in json.loads(rules_path.read_text()).items() if k.startswith("-")}
+
+
+def _check_values(flag: str, values: list[str], rule: Mapping[str, Any], where: str) -> None:
+    """Refuse what the engine's parser would: a value for a switch, none for an option, a bad choice or number."""
+    if not rule.get("value"):
+        if values:
+            raise UserError(f"--engine-arg {flag} is a switch in {where}: it takes no value (got {' '.join(values)})")
+        return
+    if not values:
+        raise UserError(f"--engine-arg {flag} needs a value in {where}")
+    if rule.get("nargs") is None and len(values) > 1:
+        raise UserError(f"--engine-arg {flag} takes one value in {where}, got {len(values)}")
+    for value in values:
+        choices = rule.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"--engine-arg {flag} {value}: {where} allows {', '.join(choices)}")
+        kind = {"int": int, "float": float}.get(rule.get("type", ""))
+        if kind is not None:
+            try:
+                kind(value)
+            except ValueError:
+                raise UserError(f"--engine-arg {flag} {value}: {where} wants {'an integer' if kind is int else 'a number'}")
 
 
 def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
@@ -74,6 +108,8 @@ def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, An
 
     Each --engine-arg is one flag and its values, shell-quoted as on a command line."""
     known, listed_version = option_list(engine)
+    listed = engine.option_list_path().with_name(f"{engine.engine}-{listed_version}.txt")
+    rules = _value_rules(listed)
     notes = []
     if listed_version != engine.version:
         notes.append(f"--engine-arg checked against {engine.engine} {listed_version}'s options "
@@ -93,10 +129,14 @@ def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, An
         why = engine.reserved_flags.get(flag)
         if why:
             raise UserError(f"--engine-arg {flag} is set by gptoss-sky: {why}")
+        if not flag.startswith("--"):
+            raise UserError(f"--engine-arg {flag}: give the flag's long --spelling")
         if flag not in known:
             hint = difflib.get_close_matches(flag, sorted(known), n=1)
             tip = f" (did you mean {hint[0]}?)" if hint else ""
             raise UserError(f"--engine-arg {flag}: {engine.engine} {listed_version} has no such option{tip}")
+        if flag in rules:
+            _check_values(flag, values, rules[flag], f"{engine.engine} {listed_version}")
         if flag.startswith("--no-") and not values:
             key, value = flag[5:].replace("-", "_"), False  # emitted back as --no-<flag>
         else:

@@ -30,8 +30,18 @@ def no_pricing(monkeypatch):
     ("--max-num-seqs 8 --enable-prefix-caching", "one flag per --engine-arg"),
     ("max-num-seqs 8", "give one flag and its values"),
     ("--chat-template 'unclosed", "No closing quotation"),
+    # values vLLM 0.32.0's own parser refuses (catalogs/engines/options/vllm-0.32.0.values.json)
+    ("--kv-cache-dtype fp9", "--kv-cache-dtype fp9: vllm 0.32.0 allows auto, bfloat16"),
+    ("--max-num-seqs many", "wants an integer"),
+    ("--gpu-memory-utilization high", "wants a number"),
+    ("--enable-prefix-caching yes", "is a switch in vllm 0.32.0: it takes no value"),
+    ("--max-num-seqs", "needs a value"),
+    ("--max-num-seqs 1 2", "takes one value"),
+    ("-dp 2", "long --spelling"),
 ])
-def test_engine_args_vllm_would_reject_are_refused_before_pricing(no_pricing, arg, says):
+def test_bad_engine_args_are_refused_before_pricing(no_pricing, arg, says):
+    # Each is refused by vLLM 0.32.0's own parser too (check-vllm-args), except the abbreviation
+    # --max-num-seq, which argparse would expand: gptoss-sky asks for the full spelling.
     for command in (["plan", "20b"], ["up", "20b", "--dryrun"], ["serve", "20b", "--dryrun"]):
         result = invoke(*command, "--engine-arg", arg)
         assert result.exit_code == 2, (command, result.stderr)
