@@ -8,6 +8,7 @@ interrupted or failed launch is always visible to `status` and removable with `d
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
@@ -115,7 +116,8 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
     record = state.Record(name=name, kind="service" if deployment.service else "cluster", model=model.name,
                           served_model=model.served_names[0], key_path=str(state.key_path(name)),
                           created=state.now(), gpus=[r.accelerator for r in deployment.recipes], config=config,
-                          secret_name=secret, port=deployment.recipes[0].engine.port, sky_called=False)
+                          secret_name=secret, port=deployment.recipes[0].engine.port, sky_called=False,
+                          user_envs=dict(envs or {}), user_secrets=sorted(secrets or {}))
     # The record comes first and exclusively: a second `up` of this name stops here, and a crash or
     # Ctrl-C from now on leaves a record that `status` shows and `down` removes.
     state.claim(record)
@@ -291,8 +293,15 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
     key = state.read_record_key(record)
     from launcher import skyapi
 
-    skyapi.task_from_config(config, secrets={record.secret_name: key})  # reject a bad policy before calling out
-    client.serve_update(config, name, secrets={record.secret_name: key}, envs={})
+    # The update replaces the service's task: its --env/--secret go again, or new replicas lack them.
+    missing = [n for n in record.user_secrets if not os.environ.get(n)]
+    if missing:
+        raise UserError(f"{name} was served with --secret {', '.join(missing)}: export "
+                        f"{'it' if len(missing) == 1 else 'them'} in this shell so new replicas get "
+                        f"{'it' if len(missing) == 1 else 'them'} too")
+    secrets = {**{n: os.environ[n] for n in record.user_secrets}, record.secret_name: key}
+    skyapi.task_from_config(config, secrets=secrets)  # reject a bad policy before calling out
+    client.serve_update(config, name, secrets=secrets, envs=dict(record.user_envs))
     state.save(replace(record, config=config))
     return {"name": name, "replica_policy": policy}
 

@@ -64,6 +64,8 @@ class Record:
     # Records written before this field existed default to True (something may exist).
     sky_called: bool = True
     phases: list[dict[str, Any]] = field(default_factory=list)  # the launch's timeline (launcher.phases)
+    user_envs: dict[str, str] = field(default_factory=dict)  # --env values (not secret), resent by `scale`
+    user_secrets: list[str] = field(default_factory=list)  # --secret NAMES only; `scale` rereads the values
 
     @classmethod
     def from_dict(cls, data: Any) -> "Record":
@@ -105,6 +107,8 @@ _FIELD_CHECKS = {
     "port": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536,
     "sky_called": lambda v: isinstance(v, bool),
     "phases": lambda v: isinstance(v, list) and all(isinstance(p, dict) for p in v),
+    "user_envs": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+    "user_secrets": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
 }
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from clitools import invoke
 from launcher import capacity, catalog, engine_control, plan as plan_mod, recipes, skyapi, state
-from test_lifecycle import RecordingSky, seeded  # noqa: F401 - the seeded Lambda catalog fixture
+from test_lifecycle import RecordingSky, openai_ok, seeded  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -162,3 +162,23 @@ def test_skypilot_spellings_are_aliases():
                   "--json").exit_code == 0
     refused = invoke("up", "20b", "--down", "--no-autostop", "--dryrun")
     assert refused.exit_code == 2 and "--down" in refused.stderr
+
+
+def test_scale_resends_the_services_env_and_secrets_from_this_shell(openai_ok, monkeypatch):
+    from launcher import lifecycle
+    from test_lifecycle import _deploy
+
+    cat = catalog.load()
+    fake = RecordingSky(openai_ok)
+    lifecycle.launch(cat, fake, cat.model("20b"), _deploy(cat, "gptoss-svc-x", service=True, replicas=1),
+                     progress=lambda m: None, ready_timeout=10, envs={"A": "b"}, secrets={"EXA_API_KEY": "exa-1"})
+    record = state.load("gptoss-svc-x")
+    assert record.user_secrets == ["EXA_API_KEY"] and record.user_envs == {"A": "b"}
+    assert "exa-1" not in state.record_path("gptoss-svc-x").read_text()  # names only, never values
+    monkeypatch.delenv("EXA_API_KEY", raising=False)
+    with pytest.raises(Exception, match="served with --secret EXA_API_KEY: export it"):
+        lifecycle.scale(fake, "gptoss-svc-x", replicas=2, min_replicas=None, max_replicas=None, target_qps=None)
+    monkeypatch.setenv("EXA_API_KEY", "exa-2")
+    lifecycle.scale(fake, "gptoss-svc-x", replicas=2, min_replicas=None, max_replicas=None, target_qps=None)
+    task = fake.calls[-1][1]["task"]
+    assert task.secrets["EXA_API_KEY"].get_secret_value() == "exa-2" and task.envs["A"] == "b"
