@@ -1,0 +1,58 @@
+#!/bin/bash
+# Device-side steps of node_proof.py on a no-network GPU machine (README.md, "Node proof").
+# Runs in the repository root of the device's copy; .gpu-stage/ holds node_proof.py, this script,
+# the rendered 20b.yaml/120b.yaml, queue.txt and gpt-oss-shapes.tar.xz.
+#   node_device.sh stage1          copy chunk a, extract the shapes, start the streaming extractor
+#   node_device.sh stage2          copy chunk b
+#   node_device.sh stage3 SECONDS  copy chunk c, wait for vLLM, start node_proof.py detached, then poll
+#   node_device.sh poll SECONDS    wait until the driver is done or SECONDS pass; pack results into $OUT
+set -u
+STAGE=/root/stage SITE=/root/site RES=/root/results DRV=/root/drv
+
+put() {  # copy a chunk under a temporary name first: the extractor waits for the final name
+  cp ".vllm-stage/$1/part-a$2" "$STAGE/part-a$2.tmp" && mv "$STAGE/part-a$2.tmp" "$STAGE/part-a$2"
+}
+
+pack() {
+  cat "$RES/summary.txt" 2>/dev/null
+  tail -n 60 "$RES/driver.log" 2>/dev/null
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader
+  tar -C "$RES" -cJf "$OUT/results.tar.xz" . && cp "$RES/driver.log" "$OUT/" 2>/dev/null
+  ls -la "$OUT"
+}
+
+poll() {
+  local end=$((SECONDS + $1))
+  while [ "$SECONDS" -lt "$end" ] && ! grep -q "ALL DONE" "$RES/driver.log" 2>/dev/null; do sleep 3; done
+  pack
+}
+
+case "$1" in
+stage1)
+  mkdir -p "$STAGE" "$SITE" "$RES"
+  put a a || exit 1
+  tar -xJf .gpu-stage/gpt-oss-shapes.tar.xz -C "$STAGE" || exit 1
+  # Stream the chunks into tar as each arrives, so extraction overlaps the next transfers.
+  # shellcheck disable=SC2016  # $p is the inner bash's
+  setsid nohup bash -c 'for p in aa ab ac; do while [ ! -f /root/stage/part-$p ]; do sleep 1; done; cat /root/stage/part-$p; done | tar -xJf - -C /root/site && touch /root/site.done || touch /root/site.failed' > /root/extract.log 2>&1 < /dev/null &
+  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
+  command -v curl python3 bash; python3 --version; nproc; free -g | head -2; df -h /root | tail -1
+  python3 -c 'import importlib
+for m in ("click","rich","jinja2","httpx","yaml","openai","prometheus_client","torch","transformers","huggingface_hub"):
+    try: print(m, getattr(importlib.import_module(m), "__version__", "?"))
+    except Exception as e: print(m, "MISSING", e)'
+  ls -la "$STAGE" ;;
+stage2)
+  put b b && ls -la "$STAGE" && cat /root/extract.log ;;
+stage3)
+  put c c || exit 1
+  cp .gpu-stage/queue.txt /root/queue.txt
+  rm -rf "$DRV" && mkdir -p "$DRV" && tar --exclude=./.vllm-stage --exclude=./.whl -cf - . | tar -xf - -C "$DRV"
+  t=$SECONDS; while [ ! -f /root/site.done ] && [ ! -f /root/site.failed ] && [ $((SECONDS - t)) -lt 300 ]; do sleep 1; done
+  echo "extraction waited $((SECONDS - t)) s"; cat /root/extract.log; [ -f /root/site.done ] || exit 1
+  cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
+      --stage "$STAGE" --site "$SITE" --out "$RES" --queue /root/queue.txt > "$RES/driver.log" 2>&1 < /dev/null &
+  poll "${2:-420}" ;;
+poll)
+  poll "$2" ;;
+esac
