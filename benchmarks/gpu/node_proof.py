@@ -148,6 +148,44 @@ def yaml_envs(text: str) -> dict[str, str]:
     return out
 
 
+def yaml_file_mounts(text: str) -> dict[str, str]:
+    """`file_mounts:` of a rendered task YAML: DEST -> local SRC (flat lines only; buckets are not modelled)."""
+    out, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("file_mounts:"):
+            inside = True
+            continue
+        if inside:
+            m = re.match(r'^  ("?)([^":]+)\1: ?(.*)$', line)
+            if not m:
+                break
+            src = m.group(3).strip().strip("\"'")
+            if src:
+                out[m.group(2)] = src
+    return out
+
+
+def apply_file_mounts(text: str, home: Path, cwd: Path) -> dict:
+    """Copy local file_mounts sources to their destinations as SkyPilot would (paths under a checkout's
+    launcher/ are found in this machine's copy of the repository)."""
+    done = {}
+    for dest, src in yaml_file_mounts(text).items():
+        path = Path(os.path.expanduser(src))
+        if not path.exists() and "/launcher/" in src:
+            path = cwd / ("launcher/" + src.split("/launcher/", 1)[1])
+        target = Path(dest.replace("~", str(home), 1)) if dest.startswith("~") else Path(dest)
+        if not path.exists():
+            done[dest] = f"MISSING source {src}"
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            shutil.copytree(path, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, target)
+        done[dest] = str(path)
+    return done
+
+
 # ---------------------------------------------------------------- node preparation
 
 
@@ -763,6 +801,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         make_fake_venv(home, ctx["site"], ctx["python"])
         stub_dir = rundir / "stubs"
         make_setup_stubs(stub_dir, ctx["python"])
+        rec["file_mounts"] = apply_file_mounts(yaml_text, home, ctx["cwd"])
         env = skypilot_env(ctx["base_env"], yaml_text, home, key, str(stub_dir))
         env.update({"NODE_PROOF_STAGE": str(ctx["stage"]), "NODE_PROOF_STUB_LOG": str(rundir / "stubs.jsonl"),
                     "NODE_PROOF_COMMIT": ctx["commits"][model]})
