@@ -574,6 +574,46 @@ class MetricsSampler:
         self.fh.close()
 
 
+class StatusPoller:
+    """What `gptoss-sky status` shows, read the way it reads it (launcher.metrics.read_many: two scrapes
+    `window_s` apart with the key), over and over while the bench runs. Skipped when launcher.metrics is
+    not importable here."""
+
+    def __init__(self, key: str, cwd: Path, window_s: float = 2.0) -> None:
+        self.key, self.window_s = key, window_s
+        self.readings: list[dict] = []
+        self.error: str | None = None
+        self.stop_flag = threading.Event()
+        try:
+            sys.path.insert(0, str(cwd))
+            from launcher import catalog, metrics  # noqa: PLC0415
+            self.metrics = metrics
+            self.engines = list(catalog.load().engines.values())
+        except Exception as exc:  # noqa: BLE001
+            self.metrics, self.error = None, f"launcher.metrics not usable: {exc!r}"
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "StatusPoller":
+        if self.metrics is not None:
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop_flag.is_set():
+            t0 = time.time()
+            try:
+                numbers = self.metrics.read_many([(BASE, self.key)], self.engines, window_s=self.window_s)[0]
+                self.readings.append({"t_start": round(t0, 3), "t_end": round(time.time(), 3), **numbers.to_dict()})
+            except Exception as exc:  # noqa: BLE001
+                self.error = repr(exc)
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_flag.set()
+        if self.metrics is not None:
+            self.thread.join(timeout=15)
+
+
 def parse_metrics(text: str) -> dict:
     """The few series the status comparison needs (summed over label sets)."""
     want = {"vllm:generation_tokens_total": "gen", "vllm:prompt_tokens_total": "prompt",
@@ -860,7 +900,8 @@ def run_step(spec: list[str], ctx: dict) -> dict:
                             "checks": {c.get("name"): c.get("ok") for c in checks if isinstance(c, dict)}}
             log(f"{name}: smoke rc={r['rc']} {rec['smoke']['checks']}")
         if "bench" in tasks_l:
-            with MetricsSampler(key, rundir / "metrics.jsonl", ctx["metrics_period"]) as ms:
+            with MetricsSampler(key, rundir / "metrics.jsonl", ctx["metrics_period"]) as ms, \
+                    StatusPoller(key, ctx["cwd"]) as sp:
                 time.sleep(2 * ctx["metrics_period"])  # idle samples first
                 r = run_cli(["bench", "--endpoint", BASE, "--concurrency", str(ctx["conc"]), "--requests",
                              str(ctx["prompts"]), "--input-len", "1024", "--output-len", "512", "--json"],
@@ -874,6 +915,14 @@ def run_step(spec: list[str], ctx: dict) -> dict:
             t_end = r["t_end"] - 0.5
             t_start = (t_end - dur) if dur else r["t_start"]
             rec["status_check"] = metrics_summary(ms.samples, t_start, t_end, tps)
+            rec["status_check"]["bench_window"] = [round(t_start, 3), round(t_end, 3)]
+            rec["status_readings"] = {"error": sp.error, "readings": sp.readings}
+            inside = [x for x in sp.readings if x["t_start"] >= t_start and x["t_end"] <= t_end
+                      and x.get("tokens_per_s") is not None]
+            if inside and tps:
+                rec["status_check"]["status_2s_tokens_per_s"] = [x["tokens_per_s"] for x in inside]
+                rec["status_check"]["status_2s_median_vs_bench"] = round(
+                    sorted(x["tokens_per_s"] for x in inside)[len(inside) // 2] / tps - 1, 4)
             log(f"{name}: gptoss-sky bench c={ctx['conc']} rc={r['rc']} {tps} tok/s; /metrics "
                 f"{rec['status_check']['metrics_tokens_per_s_whole_window']} tok/s (whole), 10s windows "
                 f"{rec['status_check']['metrics_tokens_per_s_10s_windows']}; running max "
