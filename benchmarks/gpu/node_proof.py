@@ -332,16 +332,37 @@ class Block:
         self.reader.join(timeout=10)
         return rc
 
+    SHELLS = ("bash", "sh", "sleep", "ps", "awk", "mawk", "gawk", "cat", "tee", "date", "curl", "grep")
+
     def only_shell_left(self) -> bool:
-        """True when the block's session holds nothing but shells and sleeps (the engine has exited)."""
+        """True when the block's session holds nothing but shells, sleeps and log filters (engine gone)."""
         ps = sh(f"ps -o comm= -s {self.proc.pid} || true").split()
-        return bool(ps) and all(c in ("bash", "sh", "sleep", "ps") for c in ps)
+        return bool(ps) and all(c in self.SHELLS for c in ps)
+
+    def engine_pids(self) -> list[int]:
+        out = []
+        for row in sh(f"ps -o pid=,comm= -s {self.proc.pid} || true").splitlines():
+            pid, _, comm = row.strip().partition(" ")
+            if pid.isdigit() and comm.strip() not in self.SHELLS:
+                out.append(int(pid))
+        return out
 
     def stop(self) -> dict:
         """TERM the whole session (bash, the engine and its workers), KILL what is left after 45 s."""
         out: dict = {}
         if self.proc.poll() is None:
             t = time.time()
+            # TERM the engine first (not the log filter, so it flushes what it holds once the pipe closes),
+            # then the run block's shell as SkyPilot's cancel would.
+            for pid in self.engine_pids():
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            while time.time() - t < 40 and self.engine_pids():
+                time.sleep(0.5)
+            out["engine_exit_s"] = round(time.time() - t, 1)
+            time.sleep(2)  # let a log filter flush
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -438,19 +459,41 @@ def port_free(limit_s: float = 30) -> bool:
 # ---------------------------------------------------------------- phases
 
 
+LOG_TIME = re.compile(r"\b(?:INFO|WARNING|DEBUG|ERROR|CRITICAL) (\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) \[")
+
+
+def log_time(line: str, near: float) -> float | None:
+    """The engine's own timestamp of a log line (vLLM: `INFO MM-DD HH:MM:SS [file:line]`, local time, whole
+    seconds). Lines can reach us late (a log filter that buffers its input), so phases use this when present."""
+    m = LOG_TIME.search(line)
+    if not m:
+        return None
+    mon, day, hh, mm, ss = (int(x) for x in m.groups())
+    year = time.localtime(near).tm_year
+    try:
+        t = time.mktime((year, mon, day, hh, mm, ss, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return None
+    return t if abs(t - near) < 86400 else None
+
+
 def phases_of(lines: list[tuple[float, str]], t0: float, ready_t: float | None) -> dict:
     markers: dict = {}
     milestones: dict = {}
+    arrival: dict = {}
     numbers: dict = {}
-    for t, line in lines:
+    for t_arrive, line in lines:
+        lt = log_time(line, t_arrive)
+        t = lt if lt is not None else t_arrive
         m = PHASE.match(line.strip())
         if m:
-            markers.setdefault(m.group(1), {"epoch": float(m.group(2)), "seen_at": round(t - t0, 2),
+            markers.setdefault(m.group(1), {"epoch": float(m.group(2)), "seen_at": round(t_arrive - t0, 2),
                                             **({"code": int(m.group(3))} if m.group(3) else {})})
             continue
         for name, pat in MILESTONES.items():
             if name not in milestones and pat.search(line):
                 milestones[name] = round(t - t0, 2)
+                arrival[name] = round(t_arrive - t0, 2)
         for name, pat in NUMBERS.items():
             if name in numbers:
                 continue
@@ -460,7 +503,8 @@ def phases_of(lines: list[tuple[float, str]], t0: float, ready_t: float | None) 
                 numbers[name] = [float(x) for x in g] if len(g) > 1 else float(g[0])
     for v in markers.values():
         v["rel_s"] = round(v["epoch"] - t0, 2)
-    out = {"markers": markers, "milestones_s": milestones, "engine_numbers": numbers}
+    out = {"markers": markers, "milestones_s": milestones, "milestones_arrival_s": arrival,
+           "engine_numbers": numbers}
     if ready_t is not None:
         out["ready_s"] = round(ready_t - t0, 2)
         # Split the start into consecutive spans from the engine's own milestones.
@@ -812,7 +856,7 @@ def add_flags(run_script: str, flags: list[str]) -> str:
     if len(hits) != 1:
         raise SystemExit(f"expected one `vllm serve` line in the run block, found {len(hits)}")
     i = hits[0]
-    m = re.search(r"\s*&\s*$|\s*(2>&1)?\s*\|", lines[i])
+    m = re.search(r"\s+(?:\d?>|\||&\s*$)", lines[i])  # before the first redirection, pipe or final &
     cut = m.start() if m else len(lines[i])
     lines[i] = lines[i][:cut] + " " + shlex.join(flags) + lines[i][cut:]
     return "\n".join(lines) + "\n"
@@ -938,8 +982,14 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         (rundir / "record.json").write_text(json.dumps(rec, indent=1))
         rec["stop"] = block.stop()
         rec["stop"]["gpu_free_wait_s"] = wait_gpu_free()
-        rec["phases_after_stop"] = {k: v for k, v in phases_of(block.lines, block.t0, None)["markers"].items()
-                                    if k not in rec["phases"]["markers"]}
+        # Again now that the log is complete (a buffering log filter can hold lines until the engine exits).
+        at_ready = rec["phases"]
+        rec["phases"] = phases_of(block.lines, block.t0, ready_t)
+        rec["phases"]["markers_seen_by_ready"] = sorted(at_ready["markers"])
+        rec["phases"]["milestones_seen_by_ready"] = sorted(at_ready["milestones_s"])
+        rec["phases_after_stop"] = {k: v for k, v in rec["phases"]["markers"].items()
+                                    if k not in at_ready["markers"]}
+        rec["log_lines"] = len(block.lines)
         rec["cache_sizes_after"] = {k: du(v) for k, v in
                                     cache_dirs(home, rec.get("engine_env", {}), ctx["local"]).items()}
         rec["finished"] = time.strftime("%FT%TZ", time.gmtime())

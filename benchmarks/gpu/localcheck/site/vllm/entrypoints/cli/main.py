@@ -16,6 +16,10 @@ def _opt(argv, name, default=None):
     return argv[argv.index(name) + 1] if name in argv else default
 
 
+def say(message):
+    print(time.strftime("INFO %m-%d %H:%M:%S [fake.py:1] ") + message, flush=True)
+
+
 def serve(argv):
     port = int(_opt(argv, "--port", "8000"))
     host = _opt(argv, "--host", "127.0.0.1")
@@ -27,25 +31,25 @@ def serve(argv):
             names.append(tok)
     names = names or [argv[0]]
     cache = Path(os.environ.get("VLLM_CACHE_ROOT") or Path.home() / ".cache" / "vllm") / "torch_compile_cache"
-    print("INFO 11-30 20:00:00 [api_server.py:1] vLLM API server version 0.26.0+fake", flush=True)
-    print(f"INFO non-default args: {argv}", flush=True)
+    say("vLLM API server version 0.26.0+fake")
+    say(f"non-default args: {argv}")
     time.sleep(0.3)
-    print("INFO Starting to load model " + argv[0], flush=True)
+    say("Starting to load model " + argv[0])
     time.sleep(0.3)
-    print("INFO Model loading took 13.03 GiB memory and 0.30 seconds", flush=True)
+    say("Model loading took 13.03 GiB memory and 0.30 seconds")
     if (cache / "done").exists():
-        print("INFO Directly load the compiled graph(s) for dynamic shape from the cache, took 0.2 s", flush=True)
+        say("Directly load the compiled graph(s) for dynamic shape from the cache, took 0.2 s")
     else:
-        print("INFO Dynamo bytecode transform time: 0.5 s", flush=True)
+        say("Dynamo bytecode transform time: 0.5 s")
         time.sleep(1.0)
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "done").write_text("x")
-        print("INFO torch.compile takes 1.5 s in total", flush=True)
-    print("INFO GPU KV cache size: 4,328,544 tokens", flush=True)
-    print("INFO Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): 100%", flush=True)
+        say("torch.compile takes 1.5 s in total")
+    say("GPU KV cache size: 4,328,544 tokens")
+    say("Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): 100%")
     time.sleep(0.5)
-    print("INFO Graph capturing finished in 1 secs, took 1.35 GiB", flush=True)
-    print("INFO init engine (profile, create kv cache, warmup model) took 2.0 seconds", flush=True)
+    say("Graph capturing finished in 1 secs, took 1.35 GiB")
+    say("init engine (profile, create kv cache, warmup model) took 2.0 seconds")
 
     import uvicorn
     from starlette.applications import Starlette
@@ -109,7 +113,7 @@ def serve(argv):
                             Route("/v1/completions", completions, methods=["POST"]), Route("/metrics", metrics),
                             Route("/openapi.json", openapi), Route("/tokenize", tokenize, methods=["POST"]),
                             Route("/invocations", tokenize, methods=["POST"])])
-    print("INFO Application startup complete.", flush=True)
+    say("Application startup complete.")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
