@@ -36,7 +36,7 @@ stage1)
   # shellcheck disable=SC2016  # $p is the inner bash's
   setsid nohup bash -c 'for p in aa ab ac; do while [ ! -f /root/stage/part-$p ]; do sleep 1; done; cat /root/stage/part-$p; done | tar -xJf - -C /root/site && touch /root/site.done || touch /root/site.failed' > /root/extract.log 2>&1 < /dev/null &
   nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
-  command -v curl python3 bash; python3 --version; nproc; free -g | head -2; df -h /root | tail -1
+  command -v curl python3 bash awk; readlink -f "$(command -v awk)"; awk -W version 2>&1 | head -1; python3 --version; nproc; free -g | head -2; df -h /root | tail -1
   python3 -c 'import importlib
 for m in ("click","rich","jinja2","httpx","yaml","openai","prometheus_client","torch","transformers","huggingface_hub"):
     try: print(m, getattr(importlib.import_module(m), "__version__", "?"))

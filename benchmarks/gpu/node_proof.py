@@ -552,7 +552,8 @@ def auth_probes(key: str, served: str) -> dict:
         results.append({"method": method, "path": path, "status": status, "body": text[:120]})
     wrong = call("GET", "/v1/models", key="wrong-" + key[:4])[0]
     with_key = {p: call("GET", p, key=key)[0] for p in ("/v1/models", "/metrics", "/health")}
-    answered = [r for r in results if r["status"] != 401 and r["path"] != "/health"]
+    answered = [r for r in results if r["status"] != 401
+                and not (r["method"] in ("GET", "HEAD") and r["path"].split("?")[0] == "/health")]
     return {"probes": results, "openapi_routes": len(listed), "wrong_key_v1_models": wrong,
             "with_key": with_key, "health_without_key": next(r["status"] for r in results if r["path"] == "/health"),
             "answered_without_key": answered, "pass": not answered and wrong == 401
