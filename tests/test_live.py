@@ -344,3 +344,10 @@ def test_on_a_terminal_the_view_is_a_rich_live_of_phases(node, fast, monkeypatch
                   "answering"):
         assert label in shown
     assert "✓" in shown and "gptoss-20b" in shown
+
+
+def test_json_failure_document_is_only_for_launch_failures_not_bad_input(node, fast):
+    node(lines=node_log(int(time.time())))
+    assert invoke("up", "20b", "-y", "--no-smoke", "--json").exit_code == 0
+    again = invoke("up", "20b", "-y", "--no-smoke", "--json")  # the name is taken: the user must change it
+    assert again.exit_code == 2 and again.stdout == "" and "already" in again.stderr

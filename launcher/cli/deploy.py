@@ -240,7 +240,8 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
             outcome = lifecycle.launch(catalog, client, m, deployment, progress=view.progress, smoke=smoke,
                                        observer=view.observe, envs=user_envs, secrets=user_secrets)
         except GptossSkyError as exc:
-            if json_:  # the one JSON document says what failed, as the error line on stderr does
+            if json_ and not isinstance(exc, UserError):  # the launch failed: the one JSON document says
+                # what failed, as the error line on stderr does (bad input keeps stdout empty)
                 print_json({"name": full_name, "kind": kind, "ok": False, "error": str(exc),
                             "cause": getattr(exc, "cause", str(exc)), "log_tail": getattr(exc, "log_tail", []),
                             "phases": getattr(exc, "phases", None) or _recorded_phases(full_name)})
