@@ -27,10 +27,21 @@ import time
 GOAL = 1.5
 
 
+CPU: dict[int, list[float]] = {}  # id(argv) -> CPU seconds (user + system) of its runs, beside the wall time
+
+
 def seconds(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
+    """Wall seconds of one fresh run; its CPU seconds are kept in CPU (steadier when the machine is busy)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env, cwd=cwd)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU.setdefault(id(argv), []).append(cpu)
+    return wall
 
 
 def main() -> int:
@@ -59,6 +70,7 @@ def main() -> int:
     version = subprocess.run([sys.executable, "-c", "import sky; print(sky.__version__)"], capture_output=True,
                              text=True, env=env).stdout.strip()
     ratio = statistics.median(ours) / statistics.median(sky)
+    cpu_ours, cpu_sky = CPU[id(plan)][1:], CPU[id(baseline)]  # [1:]: not the first (cache-filling) run
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, SkyPilot {version}, load average {os.getloadavg()[0]:.2f}")
     if args.checkout:
@@ -67,6 +79,8 @@ def main() -> int:
     print(f"gptoss-sky plan {args.model}  median {statistics.median(ours):.2f} s of {[round(t, 2) for t in ours]}")
     print(f"import sky            median {statistics.median(sky):.2f} s of {[round(t, 2) for t in sky]} (baseline)")
     print(f"ratio plan / import sky = {ratio:.2f} (goal <= {GOAL})")
+    print(f"CPU seconds (user+sys): plan median {statistics.median(cpu_ours):.2f}, import sky median "
+          f"{statistics.median(cpu_sky):.2f}, ratio {statistics.median(cpu_ours) / statistics.median(cpu_sky):.2f}")
     return 0 if ratio <= GOAL else 1
 
 
