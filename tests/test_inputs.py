@@ -69,10 +69,14 @@ CASES = [
     (["plan", "20b", "--engine-version", "x.y"], ["vLLM version", "0.32.0"]),
     (["up", "20b", "--name", "Bad_Name", "--dryrun"], ["--name", "lower-case"]),
     (["up", "20b", "-c", "Bad_Name", "--dryrun"], ["--name", "lower-case"]),
+    (["up", "20b", "--cache", "ftp://x", "--dryrun"], ["--cache", "s3://BUCKET"]),
+    (["serve", "20b", "--cache", "s3://", "--dryrun"], ["--cache", "s3://BUCKET"]),
     (["up", "20b", "--env", "=x", "--dryrun"], ["--env", "variable name"]),
     (["up", "20b", "--env", "1BAD=x", "--dryrun"], ["--env", "variable name"]),
     (["serve", "20b", "--secret", "VLLM_API_KEY=x", "--dryrun"], ["--secret", "set by gptoss-sky"]),
     (["serve", "20b", "--secret", "a b", "--dryrun"], ["--secret", "variable name"]),
+    (["up", "20b", "--secret", "GPTOSS_X=1", "--dryrun"], ["--secret", "set by gptoss-sky"]),
+    (["serve", "20b", "--env", "A-B=1", "--dryrun"], ["--env", "variable name"]),
     (["up", "20b", "--idle-minutes", "0"], ["--idle-minutes", "positive"]),
     (["up", "20b", "--context", "1", "--dryrun"], ["--context", "2048..131072"]),
     (["up", "20b", "--infra", "k8s//x", "--dryrun"], ["--infra", "CLOUD[/REGION[/ZONE]]"]),
@@ -188,14 +192,15 @@ def test_every_command_and_numeric_option_is_covered():
 
     covered_commands = {argv[0] for argv, _ in CASES}
     assert covered_commands >= set(cli.commands), set(cli.commands) - covered_commands
-    covered = {(argv[0], word) for argv, _ in CASES for word in argv if word.startswith("--")}
+    covered = {(argv[0], word.split("=")[0]) for argv, _ in CASES for word in argv if word.startswith("-")}
     missing = []
     for name, command in cli.commands.items():
         for param in command.params:
             if not isinstance(param, click.Option) or param.is_flag:
                 continue
             if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType, click.Choice)) or \
-                    param.name in ("endpoint", "tool_server", "infra", "clouds", "gpus", "gpu_spec", "name"):
+                    param.name in ("endpoint", "tool_server", "infra", "clouds", "gpus", "gpu_spec", "name", "cache",
+                                   "envs", "secrets", "engine_args", "engine_version"):
                 if not any((name, opt) in covered for opt in param.opts):
                     missing.append(f"{name} {param.opts[0]}")
     assert not missing, f"no bad-argument case for: {', '.join(missing)}"
