@@ -127,8 +127,7 @@ def _print_plan(result, top, console=stderr):
     wide = console.width >= 110
     table = Table(box=None, header_style="bold", pad_edge=False)
     columns = [("GPU", "left"), ("CLOUD", "left"), ("REGION", "left")] + ([("INSTANCE", "left")] if wide else [])
-    columns += [("$/HOUR", "right"), ("CONC", "right"), ("CONTEXT", "right"), ("TOK/S", "right"),
-                ("$/1M OUT", "right")]
+    columns += [("$/HOUR", "right"), ("CONC", "right"), ("CTX", "right"), ("TOK/S", "right"), ("$/1M", "right")]
     for col, justify in columns:
         table.add_column(col, justify=justify, overflow="fold", no_wrap=col not in ("REGION", "INSTANCE"))
     for o in result.offers[:top]:
@@ -140,8 +139,9 @@ def _print_plan(result, top, console=stderr):
     console.print(table)
     per = "region" if result.all_regions else "GPU kind, count and cloud at its cheapest region; --all-regions: every region"
     stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers (one per {per}), "
-                 f"ranked by {result.objective}. CONC: concurrent full-context requests; TOK/S: estimated output "
-                 "tokens/s (catalogs/throughput.yaml); instance types: --json or a wider terminal.[/]")
+                 f"ranked by {result.objective}. CONC: concurrent requests at the full context CTX; TOK/S: estimated "
+                 "output tokens/s (catalogs/throughput.yaml); $/1M: $ per 1M output tokens; instance types: --json "
+                 "or a wider terminal.[/]")
 
 
 @click.command("plan")
