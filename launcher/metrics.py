@@ -34,7 +34,17 @@ class Scrape:
     engine: str
     at: float  # monotonic seconds when the response arrived
     values: Mapping[str, float]  # gauges and counters present
-    buckets: Mapping[str, tuple[tuple[float, float], ...]]  # histogram: ((upper bound, cumulative count), ...)
+    # histogram quantity -> every catalog family present, in catalog order: (family, ((bound, cumulative), ...))
+    histograms: Mapping[str, tuple[tuple[str, tuple[tuple[float, float], ...]], ...]]
+
+    @property
+    def buckets(self) -> dict[str, tuple[tuple[float, float], ...]]:
+        """Per histogram quantity, the first family with observations (else the first present)."""
+        out = {}
+        for quantity, found in self.histograms.items():
+            observed = [b for _, b in found if b and b[-1][1] > 0]
+            out[quantity] = (observed or [found[0][1]])[0]
+        return out
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class EngineNumbers:
     kv_cache_pct: float | None = None
     ttft_p50_s: float | None = None
     tpot_p50_s: float | None = None
+    tpot_from: str | None = None  # the family it came from: per-request TPOT, else inter-token latency
     prefix_cache_hit_pct: float | None = None
     window_s: float | None = None
     latency_over: str | None = None  # "window" (requests finished between scrapes) or "lifetime"
@@ -77,20 +88,16 @@ def parse(text: str, engines: Iterable[Engine], at: float = 0.0) -> Scrape:
         raise ValueError("no engine metrics in the response (is this vLLM's or SGLang's /metrics?)")
     engine = best[1]
     values: dict[str, float] = {}
-    buckets: dict[str, tuple[tuple[float, float], ...]] = {}
+    histograms: dict[str, tuple[tuple[str, tuple[tuple[float, float], ...]], ...]] = {}
     for quantity in QUANTITIES:
-        family = next((families[_family_name(n)] for n in engine.metrics.get(quantity, ())
-                       if _family_name(n) in families), None)
-        if family is None:
+        present = [families[_family_name(n)] for n in engine.metrics.get(quantity, ())
+                   if _family_name(n) in families]
+        if not present:
             continue
-        if quantity in HISTOGRAMS:
-            by_bound: dict[float, float] = {}
-            for s in family.samples:
-                if s.name.endswith("_bucket"):
-                    bound = float(s.labels["le"])
-                    by_bound[bound] = by_bound.get(bound, 0.0) + s.value
-            buckets[quantity] = tuple(sorted(by_bound.items()))
+        if quantity in HISTOGRAMS:  # all of them: a per-request family is empty until requests finish
+            histograms[quantity] = tuple((f.name, _buckets(f)) for f in present)
             continue
+        family = present[0]
         samples = [s for s in family.samples if not s.name.endswith("_created")]
         if not samples:
             continue
@@ -98,7 +105,16 @@ def parse(text: str, engines: Iterable[Engine], at: float = 0.0) -> Scrape:
         # Usage and rates are fractions per engine/rank: their mean, not their sum.
         values[quantity] = total / len(samples) if quantity in ("kv_cache_usage", "prefix_cache_hit_rate") \
             else total
-    return Scrape(engine.engine, at, values, buckets)
+    return Scrape(engine.engine, at, values, histograms)
+
+
+def _buckets(family: Any) -> tuple[tuple[float, float], ...]:
+    by_bound: dict[float, float] = {}
+    for s in family.samples:
+        if s.name.endswith("_bucket"):
+            bound = float(s.labels["le"])
+            by_bound[bound] = by_bound.get(bound, 0.0) + s.value
+    return tuple(sorted(by_bound.items()))
 
 
 def quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
@@ -133,13 +149,21 @@ def summarize(a: Scrape, b: Scrape) -> EngineNumbers:
         rate = max(0.0, vb["generation_tokens"] - va["generation_tokens"]) / seconds  # a restart resets it
     latency_over = None
     p50: dict[str, float | None] = {}
+    source: dict[str, str | None] = {}
     for quantity in HISTOGRAMS:
-        window = _delta(a.buckets.get(quantity, ()), b.buckets.get(quantity, ()))
-        if window and window[-1][1] > 0:
-            p50[quantity], latency_over = quantile(0.5, window), "window"
-        else:
-            p50[quantity] = quantile(0.5, b.buckets.get(quantity, ()))
-            latency_over = latency_over or ("lifetime" if p50[quantity] is not None else None)
+        before = dict(a.histograms.get(quantity, ()))
+        found = b.histograms.get(quantity, ())
+        # The first family (catalog order) with observations in the window, else over its lifetime.
+        windows = [(name, _delta(before.get(name, ()), bb)) for name, bb in found]
+        picked = next(((n, w) for n, w in windows if w and w[-1][1] > 0), None)
+        if picked:
+            (source[quantity], window), latency_over = picked, "window"
+            p50[quantity] = quantile(0.5, window)
+            continue
+        lifetime = next(((n, bb) for n, bb in found if bb and bb[-1][1] > 0), None)
+        source[quantity] = lifetime[0] if lifetime else None
+        p50[quantity] = quantile(0.5, lifetime[1]) if lifetime else None
+        latency_over = latency_over or ("lifetime" if lifetime else None)
     hit = None
     if "prefix_cache_hit_rate" in vb:
         hit = 100 * vb["prefix_cache_hit_rate"]
@@ -155,6 +179,7 @@ def summarize(a: Scrape, b: Scrape) -> EngineNumbers:
         running=_int(vb.get("running")), waiting=_int(vb.get("waiting")),
         kv_cache_pct=None if kv is None else round(100 * kv, 1),
         ttft_p50_s=_round(p50["ttft_seconds"]), tpot_p50_s=_round(p50["tpot_seconds"]),
+        tpot_from=source["tpot_seconds"],
         prefix_cache_hit_pct=None if hit is None else round(hit, 1),
         window_s=round(seconds, 3), latency_over=latency_over)
 

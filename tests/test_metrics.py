@@ -26,6 +26,35 @@ def test_vllm_026_scrape_reads_gauges_counters_and_histograms():
     assert s.buckets["ttft_seconds"][-1] == (math.inf, 240)  # 240 requests observed in all
 
 
+def _sample(text, name):
+    """One unlabelled-by-us sample value, read with a regex (not the code under test)."""
+    import re
+
+    return float(re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M).group(1))
+
+
+def test_real_vllm_026_scrapes_from_an_h200_under_bench_load():
+    """/metrics captured with the key from vLLM 0.26.0 serving 20b on the lent H200 (benchmarks/gpu,
+    NODE_PROOF.md): idle, then during `gptoss-sky bench` at concurrency 256."""
+    idle_text, load_text = fixture("vllm-0.26.0-h200-idle"), fixture("vllm-0.26.0-h200-load")
+    idle = metrics.parse(idle_text, ENGINES, at=0.0)
+    load = metrics.parse(load_text, ENGINES, at=10.0)
+    assert idle.engine == load.engine == "vllm"
+    n = metrics.summarize(idle, load)
+    assert n.running == _sample(load_text, "vllm:num_requests_running") == 256
+    assert n.waiting == _sample(load_text, "vllm:num_requests_waiting")
+    assert n.kv_cache_pct == round(100 * _sample(load_text, "vllm:kv_cache_usage_perc"), 1) > 0
+    generated = _sample(load_text, "vllm:generation_tokens_total") - _sample(idle_text, "vllm:generation_tokens_total")
+    assert n.tokens_per_s == round(generated / 10.0, 1) > 0
+    assert n.ttft_p50_s is not None and n.latency_over == "window"
+    # Mid-bench no request has finished: vLLM's per-request TPOT histogram is still empty (count 0), so the
+    # TPOT shown is the inter-token latency's (observed per token), and says so
+    assert _sample(load_text, "vllm:request_time_per_output_token_seconds_count") == 0
+    assert n.tpot_p50_s is not None and n.tpot_from == "vllm:inter_token_latency_seconds"
+    assert load.buckets["tpot_seconds"][-1][1] == _sample(load_text, "vllm:inter_token_latency_seconds_count")
+    assert n.prefix_cache_hit_pct == 0.0  # every prompt of the bench was random: queried, never hit
+
+
 def test_older_vllm_spellings_are_found_through_the_catalog_list():
     s = metrics.parse(fixture("vllm-0.10-legacy"), ENGINES)  # gpu_cache_usage_perc, time_per_output_token
     assert s.values["kv_cache_usage"] == pytest.approx(0.05)
@@ -51,6 +80,7 @@ def test_rates_and_p50s_come_from_the_window_between_scrapes():
     # The window's 40 requests had TTFT 0.2-0.45 s (the first 200: under 0.1 s): p50 lies in (0.25, 0.5]
     assert 0.25 < n.ttft_p50_s <= 0.5
     assert 0.025 < n.tpot_p50_s <= 0.05
+    assert n.tpot_from == "vllm:request_time_per_output_token_seconds"  # per-request TPOT once requests finish
 
 
 def test_idle_engine_has_no_latency_and_no_hit_rate_rather_than_zeros():
