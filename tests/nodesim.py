@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -79,8 +80,10 @@ def engine():
         (state / "engine-stopped").write_text(str(signum))
         sys.exit(0)
     signal.signal(signal.SIGTERM, stop)
-    while True:
+    deadline = time.monotonic() + 60  # never outlive a failed test by more than a minute
+    while time.monotonic() < deadline:
         time.sleep(0.05)
+    sys.exit(124)
 
 
 if name == "uv":
@@ -211,8 +214,16 @@ class Node:
         """Run a setup/run block with bash as SkyPilot does (a script file; stdout+stderr are the job log)."""
         path = self.root / f"script-{len(list(self.root.glob('script-*')))}.sh"
         path.write_text(script)
-        return subprocess.run(["bash", str(path)], cwd=self.home, env=self.environment(extra),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        # its own process group, so a timeout ends the engine stub and the log filter with bash
+        proc = subprocess.Popen(["bash", str(path)], cwd=self.home, env=self.environment(extra),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            raise AssertionError(f"node script ran past {timeout}s; its log:\n{out}")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
 
     def calls(self, name: str | None = None) -> list[Call]:
         out = []

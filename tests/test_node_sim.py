@@ -23,7 +23,8 @@ from test_node_scripts import NVIDIA_SMI_NAMES
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "catalogs"
 KEY = "sk-nodesim-3c1f5e0b9a"
-ANY_FILES = ["tasks/20b-any.sky.yaml", "tasks/120b-any.sky.yaml", "services/120b-any.sky.yaml",
+# The any-GPU file of each model and engine (a service's run block is its task's: test_node_scripts dedups)
+ANY_FILES = ["tasks/20b-any.sky.yaml", "tasks/120b-any.sky.yaml",
              "tasks/20b-any-sglang.sky.yaml", "services/120b-any-sglang.sky.yaml"]
 
 
