@@ -108,7 +108,9 @@ def only_kubernetes(isolated_env, monkeypatch):
     shutil.copy(plan.snapshot_folder() / "common" / "accelerators.csv", folder / "accelerators.csv")
     monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder.parent))
     monkeypatch.setattr(accelerator_registry, "_accelerator_df", cc.read_catalog("common/accelerators.csv"))
+    # Enabled for the in-process optimizer (SkyPilot's own test device) and at the seam plan asks.
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [sky.clouds.Kubernetes()])
+    monkeypatch.setattr(skyapi, "enabled_clouds", lambda: ["kubernetes"])
     yield api
     api.close()
 
@@ -156,6 +158,7 @@ def test_infra_ssh_pool_is_accepted_and_planned_unpriced(isolated_env, monkeypat
     from sky import check as sky_check
 
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [])
+    monkeypatch.setattr(skyapi, "enabled_clouds", lambda: [])
     result = invoke("plan", "20b", "--infra", "ssh/my-pool", "--json")
     assert result.exit_code == 0, result.stderr
     offers = json.loads(result.stdout)
