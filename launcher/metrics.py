@@ -202,12 +202,17 @@ def fetch(http: httpx.Client, base_url: str, key: str, engines: Sequence[Engine]
 
 def read_many(targets: Sequence[tuple[str, str]], engines: Sequence[Engine], *,
               window_s: float = DEFAULT_WINDOW_S, timeout_s: float = 5.0,
-              sleep: Callable[[float], None] = time.sleep) -> list[EngineNumbers]:
+              sleep: Callable[[float], None] = time.sleep,
+              memory: dict[str, Scrape] | None = None) -> list[EngineNumbers]:
     """EngineNumbers for each (base_url, key): every endpoint scraped, one wait, every endpoint again.
 
-    The scrapes run in parallel, so the whole call takes about window_s plus the slowest answer."""
+    The scrapes run in parallel, so the whole call takes about window_s plus the slowest answer.
+    `memory` (url -> last scrape, updated here) lets `status --watch` measure from the previous refresh:
+    an endpoint it holds is scraped once, over the whole time since (a short window under bursty load
+    reads the instantaneous rate, 0 one second and the peak the next)."""
     if not targets:
         return []
+    memory = {} if memory is None else memory
 
     def one(target: tuple[str, str]) -> Scrape | str:
         url, key = target
@@ -219,10 +224,18 @@ def read_many(targets: Sequence[tuple[str, str]], engines: Sequence[Engine], *,
             return f"{url}/metrics: {exc}"
 
     with httpx.Client(timeout=timeout_s) as http, ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-        first = list(pool.map(one, targets))
-        if any(isinstance(s, Scrape) for s in first):
+        fresh = [t for t in targets if t[0] not in memory]
+        scraped = dict(zip([t[0] for t in fresh], pool.map(one, fresh)))
+        first = [memory[t[0]] if t[0] in memory else scraped[t[0]] for t in targets]
+        if any(isinstance(scraped.get(t[0]), Scrape) for t in fresh):
             sleep(window_s)
-        second = [one(t) if isinstance(s, Scrape) else s for t, s in zip(targets, first)]
+        second = list(pool.map(lambda ts: one(ts[0]) if isinstance(ts[1], Scrape) else ts[1],
+                               list(zip(targets, first))))
+    for (url, _), b in zip(targets, second):
+        if isinstance(b, Scrape):
+            memory[url] = b
+        else:
+            memory.pop(url, None)
     out = []
     for a, b in zip(first, second):
         if isinstance(a, str) or isinstance(b, str):
@@ -256,7 +269,8 @@ def _aggregate(parts: Sequence[EngineNumbers]) -> EngineNumbers:
 
 def attach(rows: list[dict[str, Any]], engines: Sequence[Engine], *, window_s: float = DEFAULT_WINDOW_S,
            endpoint_of: Callable[[str], str] | None = None,
-           read: Callable[..., list[EngineNumbers]] = read_many) -> list[dict[str, Any]]:
+           read: Callable[..., list[EngineNumbers]] = read_many,
+           memory: dict[str, Scrape] | None = None) -> list[dict[str, Any]]:
     """Add `engine` numbers to `status` rows (and to each replica of a service that exposes its address).
 
     Uses each deployment's own key; rows without a record, endpoint or key get an `engine.error`.
@@ -287,7 +301,7 @@ def attach(rows: list[dict[str, Any]], engines: Sequence[Engine], *, window_s: f
             where.append((row, None))
         else:
             row["engine"] = EngineNumbers(error=f"no endpoint (state {row.get('state')})").to_dict()
-    numbers = read(targets, engines, window_s=window_s) if targets else []
+    numbers = read(targets, engines, window_s=window_s, memory=memory) if targets else []
     per_row: dict[int, list[EngineNumbers]] = {}
     for (row, replica), found in zip(where, numbers):
         if replica is not None:

@@ -114,6 +114,23 @@ def test_read_many_over_http_with_the_key_and_reasons_for_failures():
     assert "unreachable" in down.error
 
 
+def test_watch_memory_measures_from_the_previous_refresh_with_one_scrape(monkeypatch):
+    import time
+
+    with MetricsServer("k") as srv:
+        url = srv.replica("r1", fixture("vllm-0.26-a"), fixture("vllm-0.26-b"), fixture("vllm-0.26-b"))
+        memory = {}
+        first = metrics.read_many([(url, "k")], ENGINES, window_s=0.1, memory=memory)[0]
+        assert srv.seen["r1"] == 2 and first.tokens_per_s * first.window_s == pytest.approx(4812, rel=0.01)
+        time.sleep(0.4)
+        second = metrics.read_many([(url, "k")], ENGINES, window_s=0.1, memory=memory)[0]
+        assert srv.seen["r1"] == 3  # one scrape: the window starts at the previous refresh's
+        assert second.window_s >= 0.4 and second.tokens_per_s == 0 and second.running == 64
+        monkeypatch.setattr(srv, "key", "rotated")  # unreadable now: forgotten, so the next read starts over
+        assert "401" in metrics.read_many([(url, "k")], ENGINES, window_s=0.1, memory=memory)[0].error
+        assert memory == {}
+
+
 class _Sky:
     """The seam's status calls only, answering as SkyClient does (see skyapi.SkyClient)."""
 

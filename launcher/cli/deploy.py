@@ -505,13 +505,15 @@ def status(names, watch, interval, window, no_metrics, json_):
     wanted = [state.validate_name(n) for n in names]
     client = skyapi.SkyClient()
 
+    memory = {} if watch else None  # --watch: each refresh measures from the previous one's scrape
+
     def rows():
         found = lifecycle.status(client, wanted)
         if not no_metrics:
             from launcher import metrics
 
             metrics.attach(found, list(catalog_mod.load().engines.values()), window_s=window,
-                           endpoint_of=lambda name: lifecycle.endpoint(client, name))
+                           endpoint_of=lambda name: lifecycle.endpoint(client, name), memory=memory)
         return found
 
     if json_:
