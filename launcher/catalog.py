@@ -61,7 +61,6 @@ class Model:
     checkpoint_gib: float
     architecture: Architecture
     observed_weights_gib: Mapping[str, Mapping[int, float]]
-    startup_seconds: int
     min_context: int = 2048  # shortest --context a deployment may serve (models.yaml says why)
     base: str | None = None  # a fine-tune of this model: same shapes, its own repo and revision
 

@@ -21,6 +21,7 @@ import yaml
 
 from launcher import guard
 from launcher import recipes as recipes_mod
+from launcher import startup
 from launcher import throughput
 from launcher.catalog import Catalog
 from launcher.errors import RenderError, UserError
@@ -144,7 +145,7 @@ def render_text(catalog: Catalog, deployment: Deployment) -> str:
             any_of=any_of, idle_minutes=deployment.idle_minutes, setup=setup, run=run,
             probe_body={"model": model.served_names[0], "messages": [{"role": "user", "content": "ping"}],
                         "max_tokens": 1},
-            initial_delay_seconds=model.startup_seconds, replicas=deployment.replicas,
+            initial_delay_seconds=startup.initial_delay_seconds(deployment.recipes), replicas=deployment.replicas,
             min_replicas=deployment.min_replicas, max_replicas=deployment.max_replicas,
             target_qps=deployment.target_qps, ondemand_fallback=deployment.ondemand_fallback,
         )

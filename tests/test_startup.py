@@ -1,0 +1,103 @@
+"""SkyServe's readiness window and plan's time to ready come from the measured phases in catalogs/startup.yaml."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from launcher import catalog, recipes, render, startup
+from launcher.errors import CatalogError
+
+
+@pytest.fixture
+def catalogs(tmp_path, monkeypatch):
+    """A private copy of catalogs/ that render reads (GPTOSS_SKY_CATALOGS); edit startup.yaml through `edit`."""
+    root = tmp_path / "catalogs"
+    shutil.copytree(catalog.catalog_dir(), root)
+    monkeypatch.setenv("GPTOSS_SKY_CATALOGS", str(root))
+    startup.load.cache_clear()
+
+    def edit(change):
+        data = yaml.safe_load((root / "startup.yaml").read_text())
+        change(data)
+        (root / "startup.yaml").write_text(yaml.safe_dump(data))
+        startup.load.cache_clear()
+        return data
+
+    yield edit
+    startup.load.cache_clear()
+
+
+def window(model: str, gpus: tuple[str, ...], dummy: bool = False) -> int:
+    cat = catalog.load()
+    rs = tuple(recipes.build(cat, cat.model(model), cat.gpu(g), 1, dummy_weights=dummy)
+               for g in gpus)
+    config = render.render_config(cat, render.Deployment(name="x", recipes=rs, service=True))
+    return config["service"]["readiness_probe"]["initial_delay_seconds"]
+
+
+def test_window_follows_the_measured_start_not_a_constant(catalogs):
+    before = window("20b", ("H200",))
+    data = catalogs(lambda d: d["engine_start_seconds"]["gpt-oss-20b"]["H200"].update(cold=700))
+    after = window("20b", ("H200",))
+    # 350 s more of measured start: 350 x the stated margin factor more window (rounded to 10 s).
+    assert abs((after - before) - 350 * data["probe_margin"]["factor"]) <= 10
+    # The window covers the measured cold start, the disk read of the real weights and the stated margin.
+    cat = catalog.load()
+    read = cat.model("20b").checkpoint_gib * 1.073741824 / data["weights_read_gb_per_s"]
+    assert after >= (700 + read) * data["probe_margin"]["factor"] + data["probe_margin"]["plus_seconds"]
+
+
+def test_the_first_replica_is_cold_so_the_window_ignores_the_warm_figure(catalogs):
+    before = window("120b", ("H200",))
+    catalogs(lambda d: d["engine_start_seconds"]["gpt-oss-120b"]["H200"].update(warm=1))
+    assert window("120b", ("H200",)) == before
+
+
+def test_a_service_over_several_gpus_waits_for_the_slowest_and_unmeasured_gpus_get_the_factor(catalogs):
+    h200 = window("20b", ("H200",))
+    both = window("20b", ("H200", "L4"))
+    assert both > h200
+    catalogs(lambda d: d.update(unmeasured_gpu_factor=1.0))
+    assert window("20b", ("H200", "L4")) == h200  # L4 unmeasured: the H200 figure times a factor of 1
+
+
+def test_dummy_weights_read_nothing_from_disk(catalogs):
+    assert window("120b", ("H200",), dummy=True) < window("120b", ("H200",))
+    catalogs(lambda d: d.update(weights_read_gb_per_s=1e9))
+    assert window("120b", ("H200",), dummy=True) == window("120b", ("H200",))
+
+
+def test_fine_tunes_use_their_base_measurement():
+    cat = catalog.load()
+    assert startup.engine_start(cat.model("gpt-oss-safeguard-20b"), "H200") == \
+        startup.engine_start(cat.model("20b"), "H200")
+    assert startup.engine_start(cat.model("20b"), "H200", cached=True)[0] < \
+        startup.engine_start(cat.model("20b"), "H200")[0]
+
+
+def test_time_to_ready_adds_provisioning_install_download_and_start(catalogs):
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("120b"), cat.gpu("H200"), 1)
+    data = yaml.safe_load((catalog.catalog_dir() / "startup.yaml").read_text())
+    est = startup.time_to_ready(recipe, "aws")
+    assert est["phases"]["provision"] == data["provision_seconds"]["default"]
+    assert est["phases"]["download"] == round(cat.model("120b").checkpoint_gib * 1.073741824
+                                              / data["download_gb_per_s"])
+    assert abs(est["seconds"] - sum(est["phases"].values())) <= 2
+    assert startup.time_to_ready(recipe, "kubernetes/ctx")["seconds"] < est["seconds"]
+
+
+def test_a_measurement_without_a_cold_figure_is_a_catalog_error(catalogs):
+    catalogs(lambda d: d["engine_start_seconds"]["gpt-oss-20b"].update(L4={"warm": 100}))
+    with pytest.raises(CatalogError, match="needs a cold figure"):
+        startup.load()
+
+
+def test_sglang_is_not_covered_by_the_vllm_measurement():
+    cat = catalog.load()
+    vllm = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    sglang = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, engine="sglang")
+    assert startup.initial_delay_seconds((sglang,)) > startup.initial_delay_seconds((vllm,))
