@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from launcher import recipes as recipes_mod
-from launcher import skyapi, state, throughput
+from launcher import skyapi, startup, state, throughput
 from launcher.catalog import Catalog, Gpu, Model, catalog_dir
 from launcher.errors import NoFitError, SkyError, UserError
 from launcher.recipes import Recipe
@@ -42,12 +42,17 @@ class Offer:
     recipe: Recipe = field(repr=False, compare=False)
     price_note: str = ""
 
+    def time_to_ready(self) -> dict[str, Any]:
+        """Estimated seconds from `up` to answering on a fresh node, by phase (catalogs/startup.yaml)."""
+        return startup.time_to_ready(self.recipe, self.cloud)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("recipe")
         d["max_concurrency"] = round(self.max_concurrency, 2)
         if self.usd_per_million_output_tokens is not None:
             d["usd_per_million_output_tokens"] = round(self.usd_per_million_output_tokens, 4)
+        d["time_to_ready"] = self.time_to_ready()
         return d
 
 

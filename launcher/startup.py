@@ -28,6 +28,7 @@ class StartupTable:
     engine_start_seconds: Mapping[str, Mapping[str, Mapping[str, float]]]  # model -> GPU -> {cold, warm}
     weights_read_gb_per_s: float
     unmeasured_gpu_factor: float
+    estimate_unmeasured_factor: float
     margin_factor: float
     margin_plus_seconds: float
     provision_seconds: Mapping[str, float]
@@ -49,6 +50,7 @@ def load(directory: str | None = None) -> StartupTable:
                                   for m, by_gpu in raw["engine_start_seconds"].items()},
             weights_read_gb_per_s=float(raw["weights_read_gb_per_s"]),
             unmeasured_gpu_factor=float(raw["unmeasured_gpu_factor"]),
+            estimate_unmeasured_factor=float(raw["estimate_unmeasured_factor"]),
             margin_factor=float(margin["factor"]), margin_plus_seconds=float(margin["plus_seconds"]),
             provision_seconds={k: float(v) for k, v in raw["provision_seconds"].items()},
             install_seconds=float(raw["install_seconds"]), download_gb_per_s=float(raw["download_gb_per_s"]),
@@ -63,22 +65,24 @@ def load(directory: str | None = None) -> StartupTable:
 
 
 def engine_start(model: Model, gpu: str, *, engine: str = "vllm", cached: bool = False,
-                 table: StartupTable | None = None) -> tuple[float, str]:
-    """Seconds from the run block's start to /health 200 (dummy weights) and where the figure comes from."""
+                 table: StartupTable | None = None, estimate: bool = False) -> tuple[float, str]:
+    """Seconds from the run block's start to /health 200 (dummy weights) and where the figure comes from.
+    Unmeasured GPUs and engines: the slowest measured start x the window's safe factor, or x the estimate's."""
     table = table or load()
+    factor = table.estimate_unmeasured_factor if estimate else table.unmeasured_gpu_factor
     by_gpu = table.engine_start_seconds.get(model.base or model.name)
     if engine != table.measured_engine:
         slowest = max(s["cold"] for m in table.engine_start_seconds.values() for s in m.values())
-        return slowest * table.unmeasured_gpu_factor, f"{engine} not measured: slowest measured start x factor"
+        return slowest * factor, f"{engine} not measured: slowest measured start x factor"
     if not by_gpu:
         by_gpu = {g: s for m in table.engine_start_seconds.values() for g, s in m.items()}
         slowest = max(s["cold"] for s in by_gpu.values())
-        return slowest * table.unmeasured_gpu_factor, f"{model.name} not measured: slowest measured start x factor"
+        return slowest * factor, f"{model.name} not measured: slowest measured start x factor"
     state = "warm" if cached and "warm" in by_gpu.get(gpu, {}) else "cold"
     if gpu in by_gpu:
         return by_gpu[gpu][state], f"measured on {gpu} ({state})"
     slowest = max(s["cold"] for s in by_gpu.values())
-    return slowest * table.unmeasured_gpu_factor, f"{gpu} not measured: slowest measured {model.name} start x factor"
+    return slowest * factor, f"{gpu} not measured: slowest measured {model.name} start x factor"
 
 
 def weights_read_seconds(model: Model, dummy_weights: bool, table: StartupTable | None = None) -> float:
@@ -101,7 +105,7 @@ def time_to_ready(recipe, infra: str, *, cached: bool = False, table: StartupTab
     provision = table.provision_seconds.get(kind, table.provision_seconds["default"])
     download = 0.0 if recipe.dummy_weights else recipe.model.checkpoint_gib * GB_PER_GIB / table.download_gb_per_s
     start, basis = engine_start(recipe.model, recipe.gpu.name, engine=recipe.engine.engine, cached=cached,
-                                table=table)
+                                table=table, estimate=True)
     start += weights_read_seconds(recipe.model, recipe.dummy_weights, table)
     phases = {"provision": provision, "install": table.install_seconds, "download": download, "start": start}
     return {"seconds": round(sum(phases.values())), "phases": {k: round(v) for k, v in phases.items()},

@@ -101,3 +101,20 @@ def test_sglang_is_not_covered_by_the_vllm_measurement():
     vllm = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
     sglang = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1, engine="sglang")
     assert startup.initial_delay_seconds((sglang,)) > startup.initial_delay_seconds((vllm,))
+
+
+def test_plan_shows_the_time_to_ready_next_to_the_price():
+    from clitools import invoke
+
+    result = invoke("plan", "20b", "--clouds", "runpod", "--gpu", "H200", "--json")
+    assert result.exit_code == 0, result.output
+    offers = __import__("json").loads(result.stdout)
+    data = yaml.safe_load((catalog.catalog_dir() / "startup.yaml").read_text())
+    for offer in offers:
+        ready = offer["time_to_ready"]
+        # The H200 start is the measured cold start plus the disk read of the real weights.
+        read = catalog.load().model("20b").checkpoint_gib * 1.073741824 / data["weights_read_gb_per_s"]
+        assert ready["phases"]["start"] == round(data["engine_start_seconds"]["gpt-oss-20b"]["H200"]["cold"] + read)
+        assert ready["start_basis"] == "measured on H200 (cold)"
+    table = invoke("plan", "20b", "--clouds", "runpod", "--gpu", "H200")
+    assert "READY" in table.stdout and f"~{round(offers[0]['time_to_ready']['seconds'] / 60)}m" in table.stdout

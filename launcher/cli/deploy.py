@@ -127,21 +127,24 @@ def _print_plan(result, top, console=stderr):
     wide = console.width >= 110
     table = Table(box=None, header_style="bold", pad_edge=False)
     columns = [("GPU", "left"), ("CLOUD", "left"), ("REGION", "left")] + ([("INSTANCE", "left")] if wide else [])
-    columns += [("$/HOUR", "right"), ("CONC", "right"), ("CTX", "right"), ("TOK/S", "right"), ("$/1M", "right")]
+    columns += [("$/HOUR", "right")] + ([("READY", "right")] if wide else [])
+    columns += [("CONC", "right"), ("CTX", "right"), ("TOK/S", "right"), ("$/1M", "right")]
     for col, justify in columns:
         table.add_column(col, justify=justify, overflow="fold", no_wrap=col not in ("REGION", "INSTANCE"))
     for o in result.offers[:top]:
         price = _money(o.price_per_hour) if o.price_per_hour is not None else "unknown"
         cells = [f"{o.gpu}:{o.count}", o.cloud, o.region] + ([o.instance_type] if wide else [])
-        cells += [price, f"{o.max_concurrency:.1f}x", f"{o.max_model_len // 1024}k",
+        cells += [price] + ([f"~{round(o.time_to_ready()['seconds'] / 60)} min"] if wide else [])
+        cells += [f"{o.max_concurrency:.1f}x", f"{o.max_model_len // 1024}k",
                   f"{o.est_output_tokens_per_s:,.0f}", _money(o.usd_per_million_output_tokens, 3)]
         table.add_row(*cells)
     console.print(table)
     per = "region" if result.all_regions else "GPU kind, count and cloud at its cheapest region; --all-regions: every region"
     stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers (one per {per}), "
                  f"ranked by {result.objective}. CONC: concurrent requests at the full context CTX; TOK/S: estimated "
-                 "output tokens/s (catalogs/throughput.yaml); $/1M: $ per 1M output tokens; instance types: --json "
-                 "or a wider terminal.[/]")
+                 "output tokens/s (catalogs/throughput.yaml); $/1M: $ per 1M output tokens; READY (estimated time to "
+                 "answering on a fresh node, catalogs/startup.yaml) and instance types: --json or a wider "
+                 "terminal.[/]")
 
 
 @click.command("plan")
