@@ -164,9 +164,9 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
                                  interval=min(poll, 5.0))
         else:
             progress(f"Launching cluster {name}: provisioning, setup (engine, weights), then the server...")
+            record = _mark_sky_called(record)
             view.begin("provision")
             idle = deployment.idle_minutes
-            record = _mark_sky_called(record)
             job_id = client.launch(config, name, secrets=secrets, envs=envs,
                                    idle_minutes=1 if idle else None, down=bool(idle))
             job_id = job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None

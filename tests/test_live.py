@@ -351,3 +351,31 @@ def test_json_failure_document_is_only_for_launch_failures_not_bad_input(node, f
     assert invoke("up", "20b", "-y", "--no-smoke", "--json").exit_code == 0
     again = invoke("up", "20b", "-y", "--no-smoke", "--json")  # the name is taken: the user must change it
     assert again.exit_code == 2 and again.stdout == "" and "already" in again.stderr
+
+
+def test_the_record_has_the_phases_while_the_launch_is_still_running(node, fast):
+    """`status` mid-launch shows how far it got: the record is saved at every new phase."""
+    from launcher import catalog, lifecycle, render
+
+    t0 = int(time.time())
+    fake = node(lines=node_log(t0, upto="download"), final="FAILED_SETUP", answers=False)
+    cat = catalog.load()
+    deployment = lifecycle.deployment_for(
+        "gptoss-mid", (render.recipes_mod.build(cat, cat.model("20b"), cat.gpu("L4"), 1),), service=False)
+    seen = []
+    launch = fake.launch
+
+    def launching(*args, **kwargs):  # while SkyPilot provisions (minutes), the record says so
+        seen.append(("provisioning", [p["name"] for p in state.load("gptoss-mid").phases]))
+        return launch(*args, **kwargs)
+    fake.launch = launching
+
+    def observer(w, event):
+        if event == "phase" and w.timeline.current.name == "download":
+            seen.append(lifecycle.status(fake, ["gptoss-mid"])[0])
+    with pytest.raises(Exception, match="setup failed"):
+        lifecycle.launch(cat, fake, cat.model("20b"), deployment, progress=lambda m: None, observer=observer)
+    assert seen[0] == ("provisioning", ["provision"])
+    row = seen[1]
+    assert [p["name"] for p in row["phases"]] == ["provision", "install", "download"]
+    assert row["phases"][-1]["end"] is None and row["phases"][1]["start"] == t0 + 10
