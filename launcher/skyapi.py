@@ -11,25 +11,90 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterator, Mapping, Sequence
+import queue
+import re
+import sys
+import threading
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from launcher.errors import NoCloudError, RenderError, SkyError, UserError
+from launcher.errors import GptossSkyError, NoCloudError, NotFoundError, RenderError, SkyError, UserError
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def sky_message(exc: BaseException) -> str:
+    """SkyPilot's whole message (every line: the remedy is often on the next one), without colour codes."""
+    text = _ANSI.sub("", str(exc)).strip()
+    return text or type(exc).__name__
 
 
 @contextlib.contextmanager
 def map_sky_exceptions(action: str) -> Iterator[None]:
-    """Re-raise SkyPilot's exceptions as ours, with what we were doing."""
+    """Re-raise SkyPilot's exceptions as ours, with what we were doing and SkyPilot's message kept whole."""
     try:
         yield
-    except (SkyError, NoCloudError, RenderError):
+    except GptossSkyError:
         raise
     except Exception as exc:  # the SDK raises many unrelated types; this is the seam that maps them
         import sky.exceptions as sky_exc
 
         if isinstance(exc, sky_exc.NoCloudAccessError):
-            raise NoCloudError(f"{action}: no cloud is enabled in SkyPilot; run `sky check`") from exc
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SkyError(f"{action}: {message}") from exc
+            raise NoCloudError(f"{action}: no cloud is enabled in SkyPilot; run `sky check`\n"
+                               f"SkyPilot: {sky_message(exc)}") from exc
+        if isinstance(exc, sky_exc.ClusterDoesNotExist):
+            raise NotFoundError(f"{action}: {sky_message(exc)}") from exc
+        raise SkyError(f"{action}: {sky_message(exc)}") from exc
+
+
+class _Stderr:
+    """A stream that writes to whatever sys.stderr is at the time (pytest and click swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_STDERR = _Stderr()
+
+
+def _route_sky_output() -> None:
+    """Point SkyPilot's logger and console (both bound to stdout at import) at stderr, once per process.
+
+    stdout is gptoss-sky's: results and --json only. The API server auto-start banner, the optimizer
+    table and request logs come through these two.
+    """
+    import logging
+
+    from sky import sky_logging
+    from sky.utils import rich_console_utils
+
+    loggers = [logging.getLogger(n) for n in ["sky", *logging.root.manager.loggerDict] if n.startswith("sky")]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, sky_logging.EnvAwareHandler) and handler.stream is not _STDERR:
+                with handler.lock or contextlib.nullcontext():  # not setStream: it flushes the old stream,
+                    handler.stream = _STDERR  # which pytest or click may already have closed
+    console = rich_console_utils.get_console()
+    if console.file is not _STDERR:
+        console.file = _STDERR  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _sky_call(action: str) -> Iterator[None]:
+    """One call across the seam: SkyPilot's output on stderr (never stdout), its errors mapped."""
+    with map_sky_exceptions(action):
+        _route_sky_output()
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.redirect_stdout(sys.stderr):  # what the SDK print()s straight to stdout
+                yield
+        else:  # redirect_stdout is process-wide: a reader thread passes its own output stream instead
+            yield
 
 
 @contextlib.contextmanager
@@ -103,16 +168,13 @@ def list_gpu_offers(accelerator_names: Sequence[str], clouds: Sequence[str]) -> 
 
 
 def enabled_clouds() -> list[str]:
-    """Clouds enabled in SkyPilot, from its cached `sky check` result (lower-case names)."""
+    """Clouds the API server has enabled (lower-case: 'aws', 'kubernetes', 'ssh', ...), asked of the server
+    so a team server (`sky api login`) counts, not this machine's own credentials."""
     import sky
-    from sky import check as sky_check
-    from sky.clouds import cloud as sky_cloud
+    from sky.client import sdk
 
-    with map_sky_exceptions("reading enabled clouds"), _quiet():
-        clouds = sky_check.get_cached_enabled_clouds_or_refresh(
-            sky_cloud.CloudCapability.COMPUTE, raise_if_no_cloud_access=False)
-    del sky
-    return [str(c).lower() for c in clouds]
+    with _sky_call("asking the SkyPilot API server for its enabled clouds"):
+        return [str(c).lower() for c in sky.get(sdk.enabled_clouds(expand=False))]
 
 
 def skypilot_version() -> str:
@@ -170,63 +232,186 @@ def _replica_price(handle: Any) -> float | None:
 
 # --- calls that reach a cloud ---------------------------------------------------------------------
 
+SERVE_CONTROLLER_PREFIX = "sky-serve-controller-"  # sky.utils.common.SKY_SERVE_CONTROLLER_PREFIX
+SERVICE_FAILED = ("CONTROLLER_FAILED", "FAILED_CLEANUP")  # SkyPilot skips these in `serve down` without purge
+
+
+def _value(status: Any) -> str | None:
+    """An enum member (ClusterStatus, ServiceStatus, ...) or its string, as the plain string."""
+    if status is None:
+        return None
+    return str(getattr(status, "value", status))
+
+
+def _getter(record: Any) -> Callable[..., Any]:
+    return record.get if isinstance(record, dict) else (lambda k, d=None: getattr(record, k, d))
+
+
+def cluster_from_sky(record: Any) -> dict[str, Any]:
+    """One `sky.status` record (a StatusResponse, or its dict) as the plain dict callers use."""
+    get = _getter(record)
+    handle = get("handle")
+    resources = getattr(handle, "launched_resources", None)
+    price = None
+    if resources is not None:
+        with contextlib.suppress(Exception):  # a resource with no catalog price (Kubernetes, SSH)
+            price = resources.get_cost(3600) * (getattr(handle, "launched_nodes", 1) or 1)
+    return dict(name=get("name"), status=_value(get("status")), launched_at=get("launched_at"),
+                cloud=(str(getattr(resources, "cloud", "") or get("cloud") or "").lower() or None),
+                region=getattr(resources, "region", None) or get("region"), price_per_hour=price,
+                user_hash=get("user_hash"), user_name=get("user_name"))
+
+
+def service_from_sky(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One `sky.serve.status` record (with its replica_info) as the plain dict callers use."""
+    replicas = [dict(id=x.get("replica_id"), status=_value(x.get("status")), version=x.get("version"),
+                     endpoint=x.get("endpoint"), launched_at=x.get("launched_at"),
+                     price_per_hour=_replica_price(x.get("handle")),
+                     cloud=(x.get("cloud") or "").lower() or None, region=x.get("region"),
+                     is_spot=x.get("is_spot"))
+                for x in record.get("replica_info", [])]
+    return dict(name=record.get("name"), status=_value(record.get("status")), endpoint=record.get("endpoint"),
+                replicas=replicas, uptime=record.get("uptime"), user_hash=record.get("user_hash"),
+                user_name=record.get("user_name"))
+
+
+class _LineQueue:
+    """A text stream for SDK calls that write logs to a stream: whole lines go to a queue."""
+
+    def __init__(self) -> None:
+        self.lines: queue.Queue = queue.Queue()
+        self.partial = ""
+        self.closed = False
+
+    def write(self, text: str) -> int:
+        if self.closed:  # the reader stopped: end the SDK's streaming loop
+            raise BrokenPipeError("log reader closed")
+        self.partial += text
+        *whole, self.partial = self.partial.split("\n")
+        for line in whole:
+            self.lines.put(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _stream_lines(action: str, call: Callable[[Any], Any]) -> Iterator[str]:
+    """Run an SDK call that writes to an output stream in a thread; yield its lines as they come.
+
+    Errors are raised (mapped) after the lines already read; closing the iterator ends the stream.
+    """
+    out = _LineQueue()
+    end = object()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with _sky_call(action):
+                call(out)
+        except BaseException as exc:  # handed to the reading thread
+            if not out.closed:
+                failure.append(exc)
+        finally:
+            if out.partial:
+                out.lines.put(out.partial)
+            out.lines.put(end)
+
+    worker = threading.Thread(target=run, name=f"gptoss-sky {action}", daemon=True)
+    worker.start()
+    try:
+        while True:
+            line = out.lines.get()
+            if line is end:
+                break
+            yield line
+    finally:
+        out.closed = True
+    worker.join(timeout=5)
+    if failure:
+        raise failure[0]
+
+
 class SkyClient:
-    """The seam where SkyPilot talks to clouds. Tests substitute a recording fake with these methods."""
+    """The seam where SkyPilot talks to clouds, through its API server (local or a team's).
+
+    Tests substitute tests/fakesky.py's FakeSky, whose answers are checked against a real API server.
+    Guarantees (fresh machine included): `clusters(names)` lists only clusters that exist, of every user;
+    `services()` is [] when no serve controller exists; `down`/`serve_down`/`endpoint`/`job_status`/logs
+    of a name SkyPilot does not have raise NotFoundError; SkyPilot's output never reaches stdout.
+    """
 
     def _task(self, config, secrets, envs):
         return task_from_config(config, secrets=secrets, envs=envs)
 
     def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
-               envs: Mapping[str, str], idle_minutes: int | None, down: bool) -> None:
+               envs: Mapping[str, str], idle_minutes: int | None, down: bool,
+               output: Any = None) -> int | None:
+        """Provision and set up the cluster and submit its job; returns the job id. SkyPilot's
+        provisioning log goes to `output` (a text stream; stderr by default), never stdout."""
         import sky
 
         task = self._task(config, secrets, envs)
-        with map_sky_exceptions(f"launching {cluster_name}"):
+        with _sky_call(f"launching {cluster_name}"):
             request = sky.launch(task, cluster_name=cluster_name, idle_minutes_to_autostop=idle_minutes,
                                  down=down)
-            sky.stream_and_get(request)
+            job_id, _ = sky.stream_and_get(request, output_stream=output or _STDERR)
+        return job_id
 
     def endpoint(self, cluster_name: str, port: int) -> str:
         import sky
 
-        with map_sky_exceptions(f"getting the endpoint of {cluster_name}"):
-            endpoints = sky.get(sky.endpoints(cluster_name, port))
+        try:
+            with _sky_call(f"getting the endpoint of {cluster_name}"):
+                endpoints = sky.get(sky.endpoints(cluster_name, port))
+        except SkyError as exc:  # SkyPilot says "not UP" both for a missing and for a stopped cluster
+            if not isinstance(exc, NotFoundError) and not self.clusters([cluster_name]):
+                raise NotFoundError(str(exc)) from exc
+            raise
         value = endpoints.get(port) or endpoints.get(str(port))  # type: ignore[call-overload]
         if not value:
             raise SkyError(f"{cluster_name} exposes no endpoint on port {port}")
         return value
 
     def clusters(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Clusters of every user of the API server (names given: only those that exist), with the
+        owner SkyPilot records (user_hash, user_name); compare with `current_user()`."""
         import sky
 
-        with map_sky_exceptions("reading cluster status"):
-            records = sky.get(sky.status(list(names) if names else None))
-        out = []
-        for r in records:
-            get = r.get if isinstance(r, dict) else (lambda k, d=None, r=r: getattr(r, k, d))
-            handle = get("handle")
-            resources = getattr(handle, "launched_resources", None)
-            out.append(dict(name=get("name"), status=str(getattr(get("status"), "value", get("status"))),
-                            launched_at=get("launched_at"),
-                            cloud=str(getattr(resources, "cloud", "") or "").lower() or None,
-                            region=getattr(resources, "region", None),
-                            price_per_hour=resources.get_cost(3600) * getattr(handle, "launched_nodes", 1)
-                            if resources is not None else None))
-        return out
+        with _sky_call("reading cluster status"):
+            records = sky.get(sky.status(list(names) if names else None, all_users=True))
+        return [cluster_from_sky(r) for r in records]
+
+    def current_user(self) -> dict[str, str | None]:
+        """Who this client is to the API server: {user_hash, user_name}, as in cluster/service records."""
+        import sky
+        from sky import models
+        from sky.utils import common_utils
+
+        with _sky_call("asking the SkyPilot API server who we are"):
+            user = sky.api_info().user
+        if user:  # a team server with authentication decides who we are
+            get = _getter(user)
+            return {"user_hash": get("id"), "user_name": get("name")}
+        return {"user_hash": common_utils.get_user_hash(), "user_name": models.User.get_current_user().name}
 
     def down(self, cluster_name: str, purge: bool = False) -> None:
+        """Tear the cluster down; NotFoundError when SkyPilot has no such cluster (already gone)."""
         import sky
 
-        with map_sky_exceptions(f"tearing down {cluster_name}"):
-            sky.stream_and_get(sky.down(cluster_name, purge=purge))
+        with _sky_call(f"tearing down {cluster_name}"):
+            sky.stream_and_get(sky.down(cluster_name, purge=purge), output_stream=_STDERR)
 
     def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
-                 envs: Mapping[str, str]) -> str:
+                 envs: Mapping[str, str], output: Any = None) -> str:
         import sky
 
         task = self._task(config, secrets, envs)
-        with map_sky_exceptions(f"starting service {service_name}"):
-            _, endpoint = sky.stream_and_get(sky.serve.up(task, service_name))
+        with _sky_call(f"starting service {service_name}"):
+            _, endpoint = sky.stream_and_get(sky.serve.up(task, service_name), output_stream=output or _STDERR)
         return endpoint
 
     def serve_update(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
@@ -235,53 +420,100 @@ class SkyClient:
         from sky.serve import serve_utils
 
         task = self._task(config, secrets, envs)
-        with map_sky_exceptions(f"updating service {service_name}"):
-            sky.stream_and_get(sky.serve.update(task, service_name, mode=serve_utils.UpdateMode.ROLLING))
+        with _sky_call(f"updating service {service_name}"):
+            sky.stream_and_get(sky.serve.update(task, service_name, mode=serve_utils.UpdateMode.ROLLING),
+                               output_stream=_STDERR)
+
+    def _serve_controller(self) -> dict[str, Any] | None:
+        """The API server's SkyServe controller cluster when it is running (UP or INIT), else None.
+
+        SkyPilot's serve status/down raise ("No live services.", or a network error) when there is no
+        controller, which is every machine before its first service: that means no services.
+        """
+        import sky
+
+        with _sky_call("looking for the SkyServe controller"):
+            records = sky.get(sky.status([SERVE_CONTROLLER_PREFIX + "*"], all_users=True))
+        for r in records:
+            get = _getter(r)
+            if str(get("name", "")).startswith(SERVE_CONTROLLER_PREFIX) and _value(get("status")) != "STOPPED":
+                return {"name": get("name"), "status": _value(get("status"))}
+        return None
 
     def services(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Services of every user (names given: only those that exist); [] when no controller runs."""
         import sky
 
-        with map_sky_exceptions("reading service status"):
+        if self._serve_controller() is None:
+            return []
+        with _sky_call("reading service status"):
             records = sky.get(sky.serve.status(list(names) if names else None))
-        out = []
-        for r in records:
-            replicas = [dict(id=x.get("replica_id"), status=str(getattr(x.get("status"), "value", x.get("status"))),
-                             endpoint=x.get("endpoint"), launched_at=x.get("launched_at"),
-                             price_per_hour=_replica_price(x.get("handle")))
-                        for x in r.get("replica_info", [])]
-            out.append(dict(name=r.get("name"), status=str(getattr(r.get("status"), "value", r.get("status"))),
-                            endpoint=r.get("endpoint"), replicas=replicas, uptime=r.get("uptime")))
-        return out
+        return [service_from_sky(r) for r in records]
 
     def serve_down(self, service_name: str, purge: bool = False) -> None:
+        """Tear the service down; NotFoundError when SkyPilot has no such service (or no controller).
+
+        SkyPilot's own `serve down` silently skips unknown names and services in a failed state; both
+        are answered here instead of reporting a teardown that did not happen.
+        """
         import sky
 
-        with map_sky_exceptions(f"tearing down service {service_name}"):
-            sky.stream_and_get(sky.serve.down(service_name, purge=purge))
-
+        found = [s for s in self.services([service_name]) if s["name"] == service_name]
+        if not found:
+            raise NotFoundError(f"tearing down service {service_name}: SkyPilot has no service named "
+                                f"{service_name!r}")
+        if found[0]["status"] in SERVICE_FAILED and not purge:
+            raise SkyError(f"tearing down service {service_name}: it is {found[0]['status']}, and SkyPilot "
+                           "skips failed services (their replicas may be left running); run again with "
+                           "--purge to remove it anyway")
+        with _sky_call(f"tearing down service {service_name}"):
+            sky.stream_and_get(sky.serve.down(service_name, purge=purge), output_stream=_STDERR)
 
     # --- the node's progress (contract shared by the live launch view and `logs`) -------------------
 
     def job_status(self, cluster_name: str, job_id: int | None = None) -> str | None:
         """SkyPilot's state of the cluster's job (latest when job_id is None), e.g. PENDING, SETTING_UP,
-        RUNNING, SUCCEEDED, FAILED, FAILED_SETUP, FAILED_DRIVER, CANCELLED; None when there is no job yet."""
-        raise NotImplementedError
+        RUNNING, SUCCEEDED, FAILED, FAILED_SETUP, FAILED_DRIVER, CANCELLED; None when there is no job yet.
+        NotFoundError when the cluster does not exist."""
+        import sky
+
+        with _sky_call(f"reading the job status of {cluster_name}"):
+            statuses = sky.get(sky.job_status(cluster_name, None if job_id is None else [job_id]))
+        if job_id is None:
+            return _value(next(iter(statuses.values()), None)) if statuses else None
+        return _value(statuses.get(job_id, statuses.get(str(job_id))))  # type: ignore[call-overload]
 
     def tail_logs(self, cluster_name: str, job_id: int | None = None, *, follow: bool = True,
                   tail: int = 0) -> Iterator[str]:
         """Lines of the cluster job's log (setup and run output, phase markers included), as they come.
-        Ends when the job ends (follow) or at the current end of the log (follow=False)."""
-        raise NotImplementedError
+        Ends when the job ends (follow) or at the current end of the log (follow=False).
+        NotFoundError (after any lines) when the cluster does not exist."""
+        from sky.client import sdk
+
+        return _stream_lines(f"reading the log of {cluster_name}", lambda out: sdk.tail_logs(
+            cluster_name, job_id, follow=follow, tail=tail, output_stream=out))
 
     def serve_logs(self, service_name: str, replica_id: int, *, follow: bool = True,
                    tail: int = 0) -> Iterator[str]:
-        """Lines of one SkyServe replica's log, as `tail_logs`."""
-        raise NotImplementedError
+        """Lines of one SkyServe replica's log, as `tail_logs`. NotFoundError when there is no such
+        service (SkyPilot itself reports nothing for follow=False)."""
+        import sky
+
+        if not any(s["name"] == service_name for s in self.services([service_name])):
+            raise NotFoundError(f"reading the log of {service_name} replica {replica_id}: SkyPilot has no "
+                                f"service named {service_name!r}")
+        return _stream_lines(f"reading the log of {service_name} replica {replica_id}", lambda out: (
+            sky.serve.tail_logs(service_name, target="replica", replica_id=replica_id, follow=follow,
+                                output_stream=out, tail=tail or None)))
 
     def enabled_infra(self) -> list[str]:
-        """Infra the API server can launch on, lower-case ('aws', 'kubernetes', 'ssh', ...), asked of the
-        server (so a remote team server works)."""
-        raise NotImplementedError
+        """Infra the API server can launch on, lower-case, as SkyPilot names it ('aws', 'kubernetes/CTX',
+        'ssh/POOL', ...), asked of the server (so a remote team server works)."""
+        from sky.client import sdk
+        import sky
+
+        with _sky_call("asking the SkyPilot API server for its enabled infra"):
+            return [str(c) for c in sky.get(sdk.enabled_clouds(expand=True))]
 
 
 def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,

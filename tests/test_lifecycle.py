@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from launcher import catalog, lifecycle, plan, render, skyapi, state
 from launcher.cli import cli
+from fakesky import FakeSky, Script
 from launcher.errors import SkyError, UnknownDeploymentError
 
 SNAPSHOT = Path(__file__).resolve().parent.parent / "catalogs" / "prices" / "v8"
@@ -54,8 +55,11 @@ def seeded(isolated_env, monkeypatch):
     import sky
     from sky import check as sky_check
 
+    # The in-process optimizer reads enabled clouds as SkyPilot's own tests fake them; the client asks
+    # the API server (skyapi.enabled_clouds), answered here by the fake.
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh",
                         lambda *a, **k: [sky.clouds.Lambda()])
+    monkeypatch.setattr(skyapi, "enabled_clouds", FakeSky(enabled_infra=["lambda"]).enabled_clouds)
     # SkyPilot caches catalog frames per process: reload the Lambda one from this test's files.
     import importlib
 
@@ -130,10 +134,7 @@ def test_plan_json_is_only_json_with_the_documented_keys(seeded):
         assert key in offers[0]
 
 
-def test_plan_with_no_enabled_cloud_prices_every_catalog_cloud_and_says_so(isolated_env, monkeypatch):
-    from sky import check as sky_check
-
-    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [])
+def test_plan_with_no_enabled_cloud_prices_every_catalog_cloud_and_says_so(sky_server):
     cat = catalog.load()
     result = plan.build(cat, cat.model("120b"), gpu_specs=[(cat.gpu("H100"), 1)])
     assert any("no cloud is enabled" in n and "sky check" in n for n in result.notes)
@@ -149,7 +150,8 @@ def test_a_request_no_gpu_fits_says_why(seeded):
 
 
 class RecordingSky:
-    """The fake at the cloud seam: records what would cross it and answers like SkyPilot would."""
+    """The older fake (test_live.py and test_state.py subclass it until they move to tests/fakesky.py's
+    FakeSky, whose answers are checked against a real API server)."""
 
     def __init__(self, endpoint="127.0.0.1:1", fail_launch=None):
         self.calls = []
@@ -239,7 +241,7 @@ def _deploy(cat, name, service=False, **kw):
 
 def test_up_sends_task_name_secret_and_autostop_across_the_seam(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
+    sky = FakeSky(openai_ok)
     out = lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-t1", idle_minutes=45),
                            progress=lambda m: None, ready_timeout=10)
     kind, sent = sky.calls[0]
@@ -256,7 +258,7 @@ def test_up_sends_task_name_secret_and_autostop_across_the_seam(openai_ok):
 
 def test_serve_sends_replica_policy_and_scale_updates_it(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
+    sky = FakeSky(openai_ok)
     d = _deploy(cat, "gptoss-s1", service=True, min_replicas=1, max_replicas=3, target_qps=2.0, spot=True,
                 ondemand_fallback=True)
     lifecycle.launch(cat, sky, cat.model("20b"), d, progress=lambda m: None, ready_timeout=10)
@@ -273,7 +275,7 @@ def test_serve_sends_replica_policy_and_scale_updates_it(openai_ok):
 
 def test_failed_launch_keeps_a_record_and_says_how_to_remove_it(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok, fail_launch=SkyError("launching gptoss-f1: no capacity"))
+    sky = FakeSky(openai_ok, fail_launch=SkyError("launching gptoss-f1: no capacity"))
     with pytest.raises(SkyError) as info:
         lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-f1"), progress=lambda m: None)
     assert "gptoss-sky down gptoss-f1" in str(info.value)
@@ -284,15 +286,15 @@ def test_failed_launch_keeps_a_record_and_says_how_to_remove_it(openai_ok):
 
 def test_interrupted_launch_is_reported_too(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok, fail_launch=KeyboardInterrupt())
+    sky = FakeSky(openai_ok, fail_launch=KeyboardInterrupt())
     with pytest.raises(SkyError, match="interrupted.*gptoss-sky down gptoss-i1"):
         lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-i1"), progress=lambda m: None)
 
 
 def test_existing_name_is_refused_and_nothing_is_touched(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
-    sky.live_clusters["gptoss-mine"] = {"name": "gptoss-mine", "status": "UP"}
+    sky = FakeSky(openai_ok)
+    sky.add_cluster("gptoss-mine")
     with pytest.raises(Exception, match="will not touch it"):
         lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-mine"), progress=lambda m: None)
     assert sky.calls == []
@@ -300,7 +302,7 @@ def test_existing_name_is_refused_and_nothing_is_touched(openai_ok):
 
 def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
+    sky = FakeSky(openai_ok)
     lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-keep"), progress=lambda m: None,
                      ready_timeout=10)
     with pytest.raises(UnknownDeploymentError):
@@ -312,10 +314,10 @@ def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
 
 def test_status_keeps_records_whose_cluster_skypilot_does_not_list(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
+    sky = FakeSky(openai_ok)
     lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-gone"), progress=lambda m: None,
                      ready_timeout=10)
-    sky.live_clusters.clear()  # torn down behind our back, or this client points at another API server
+    sky.raw_clusters.clear()  # torn down behind our back, or this client points at another API server
     rows = lifecycle.status(sky)
     assert rows[0]["state"] == "not found" and state.exists("gptoss-gone")
     assert os.path.isfile(state.load("gptoss-gone").key_path)  # only `down`/`forget` remove the key
@@ -324,7 +326,7 @@ def test_status_keeps_records_whose_cluster_skypilot_does_not_list(openai_ok):
 def test_corrupt_record_never_breaks_status(openai_ok):
     state.home().joinpath("deployments").mkdir(parents=True, exist_ok=True)
     state.home().joinpath("deployments", "gptoss-bad.json").write_text("{not json")
-    rows = lifecycle.status(RecordingSky(openai_ok))
+    rows = lifecycle.status(FakeSky(openai_ok))
     assert [(r["name"], r["state"]) for r in rows] == [("gptoss-bad", "unreadable record")]
 
 
@@ -380,7 +382,7 @@ def test_up_end_to_end_through_the_cli_waits_smokes_and_never_prints_the_key(see
     """plan -> render -> launch (fake seam) -> wait -> smoke against a real local vLLM-like server."""
     from openai_server import API_KEY
 
-    fake = RecordingSky(server.url.removeprefix("http://"))
+    fake = FakeSky(server.url.removeprefix("http://"))
     monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)  # the fake server's key
     result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "-y", "--json"])
@@ -396,12 +398,9 @@ def test_up_end_to_end_through_the_cli_waits_smokes_and_never_prints_the_key(see
     assert down.exit_code == 0 and ("down", "gptoss-20b") in fake.calls and not state.exists("gptoss-20b")
 
 
-def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(isolated_env, monkeypatch):
-    from sky import check as sky_check
-
-    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [])
+def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(sky_server, monkeypatch):
     calls = []
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: calls.append("client") or RecordingSky())
+    monkeypatch.setattr(skyapi, "SkyClient", lambda: calls.append("client") or FakeSky())
     result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "-y", "--gpu", "H100"])
     assert result.exit_code == 2
     assert "run `sky check`" in result.stderr and "Traceback" not in result.stderr
@@ -410,12 +409,12 @@ def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(isolated_
 
 def test_status_joins_records_with_live_services_and_lists_unrecorded_gptoss_clusters(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
+    sky = FakeSky(openai_ok)
     lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-svc", service=True, replicas=2),
                      progress=lambda m: None, ready_timeout=10)
-    sky.live_services["gptoss-svc"]["replicas"] = [{"id": 1, "status": "READY"}, {"id": 2, "status": "STARTING"}]
-    sky.live_clusters["gptoss-stray"] = {"name": "gptoss-stray", "status": "UP"}
-    sky.live_clusters["someone-elses"] = {"name": "someone-elses", "status": "UP"}
+    sky.service_scripts["gptoss-svc"] = Script([("READY", [(1, "READY"), (2, "STARTING")])])
+    sky.add_cluster("gptoss-stray")
+    sky.add_cluster("someone-elses")
     rows = {r["name"]: r for r in lifecycle.status(sky)}
     assert rows["gptoss-svc"]["state"] == "READY" and len(rows["gptoss-svc"]["replicas"]) == 2
     assert rows["gptoss-svc"]["endpoint"] == f"http://{openai_ok}"
@@ -425,10 +424,10 @@ def test_status_joins_records_with_live_services_and_lists_unrecorded_gptoss_clu
 
 def test_connection_for_a_cluster_carries_the_live_price_for_bench(openai_ok):
     cat = catalog.load()
-    sky = RecordingSky(openai_ok)
+    sky = FakeSky(openai_ok)
     lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-priced"), progress=lambda m: None,
                      ready_timeout=10)
-    sky.live_clusters["gptoss-priced"]["price_per_hour"] = 1.29
+    sky.add_cluster("gptoss-priced", price_per_hour=1.29)  # what SkyPilot launched
     conn = lifecycle.connection_for("priced", client=sky)
     assert conn.price_per_hour == 1.29 and conn.base_url == f"http://{openai_ok}"
     assert conn.api_key == state.read_key(state.load("gptoss-priced").key_path)

@@ -1,0 +1,119 @@
+"""A real SkyPilot API server for the tests: isolated HOME and SKY_RUNTIME_DIR, offline, on a free port.
+
+Started once per test session by the `sky_server` fixture (tests/conftest.py) with `sky api start`, and
+stopped with `sky api stop` at the end, also when a test fails. Its catalog folder is seeded from the
+bundled price snapshot (catalogs/prices/v8, common/accelerators.csv included) with no `.md5` beside the
+files, so SkyPilot never tries to download a catalog. No cloud is enabled: whatever needs one is answered
+by tests/fakesky.py, whose answers on the no-cloud cases are checked against this server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = ROOT / "catalogs" / "prices" / "v8"
+# What must not leak from the developer's or CI's environment into the server or its clients.
+CLEARED = ("SKYPILOT_DISABLE_LOCAL_API_SERVER", "SKYPILOT_API_SERVER_ENDPOINT", "SKYPILOT_CONFIG",
+           "SKYPILOT_PROJECT_CONFIG", "SKYPILOT_USER_ID", "SKYPILOT_USER", "SKYPILOT_DEBUG")
+
+
+def sky_executable() -> str:
+    """The `sky` entry point of the interpreter running the tests (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).with_name("sky")
+    found = str(beside) if beside.exists() else shutil.which("sky")
+    if not found:
+        raise RuntimeError("the `sky` command (skypilot) is not installed beside this Python")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_catalogs(runtime_dir: Path) -> Path:
+    """Copy the bundled snapshot to where SkyPilot reads its catalogs ($SKY_RUNTIME_DIR/.sky/catalogs/v8)."""
+    target = runtime_dir / ".sky" / "catalogs" / "v8"
+    if not target.exists():
+        shutil.copytree(SNAPSHOT, target)
+    if not (target / "common" / "accelerators.csv").is_file():
+        raise RuntimeError(f"{SNAPSHOT} has no common/accelerators.csv: the server would try to download it")
+    return target
+
+
+def sky_env(home: Path, port: int, base: dict | None = None) -> dict[str, str]:
+    """Environment for a process that talks to (or is) the isolated server on `port`."""
+    env = dict(os.environ if base is None else base)
+    for name in CLEARED:
+        env.pop(name, None)
+    for name in list(env):
+        if name.lower().endswith("_proxy"):
+            env.pop(name)  # loopback traffic must go direct
+    env.update(HOME=str(home), SKY_RUNTIME_DIR=str(home), SKYPILOT_API_SERVER_LOCAL_PORT=str(port),
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+@dataclass
+class SkyServer:
+    """A running isolated API server."""
+
+    home: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.home / ".sky" / "api_server" / "server.log"
+
+    def env(self) -> dict[str, str]:
+        return sky_env(self.home, self.port)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+
+def start(home: Path, timeout: float = 180) -> SkyServer:
+    """`sky api start` in an isolated home; raises with the server's log if it does not come up."""
+    home.mkdir(parents=True, exist_ok=True)
+    seed_catalogs(home)
+    server = SkyServer(home, free_port())
+    done = subprocess.run([sky_executable(), "api", "start"], env=server.env(), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        stop(server)
+        raise RuntimeError(f"`sky api start` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n"
+                           f"server log:\n{server.log_tail()}")
+    return server
+
+
+def stop(server: SkyServer, timeout: float = 60) -> None:
+    """`sky api stop` under the server's own environment (it finds the server by its runtime dir)."""
+    subprocess.run([sky_executable(), "api", "stop"], env=server.env(), capture_output=True, text=True,
+                   timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+def forget_server_url() -> None:
+    """Forget the API server URL and health the SDK cached in this process (for its lifetime), so the
+    next call reads SKYPILOT_API_SERVER_LOCAL_PORT again."""
+    from sky.server import common as server_common
+
+    for cached in (server_common.get_server_url, server_common.is_api_server_local,
+                   server_common.get_dashboard_url, server_common.get_api_server_status_response):
+        clear = getattr(cached, "cache_clear", None)
+        if clear is not None:
+            clear()
