@@ -117,3 +117,44 @@ def forget_server_url() -> None:
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()
+
+
+FAKE_KUBECONFIG = """\
+# A clearly fake kubeconfig for tests: no cluster listens on 127.0.0.1:9, the token is not a credential.
+apiVersion: v1
+kind: Config
+clusters:
+- name: gptoss-fake-cluster
+  cluster: {server: "https://127.0.0.1:9"}
+users:
+- name: gptoss-fake-user
+  user: {token: "not-a-real-token"}
+contexts:
+- name: gptoss-fake-ctx
+  context: {cluster: gptoss-fake-cluster, user: gptoss-fake-user}
+current-context: gptoss-fake-ctx
+"""
+
+_SET_ENABLED = """
+import json, sys
+from sky import global_user_state
+from sky.clouds import cloud
+global_user_state.set_enabled_clouds(json.loads(sys.argv[1]), cloud.CloudCapability.COMPUTE, 'default')
+"""
+
+
+def set_enabled_clouds(server: SkyServer, clouds: list[str]) -> None:
+    """Write `clouds` into the server's enabled-cloud cache (what `sky check` would leave there); for
+    kubernetes, also a clearly fake kubeconfig whose one context is `gptoss-fake-ctx`."""
+    import json
+
+    kubeconfig = server.home / ".kube" / "config"
+    if "kubernetes" in clouds:
+        kubeconfig.parent.mkdir(exist_ok=True)
+        kubeconfig.write_text(FAKE_KUBECONFIG)
+    elif kubeconfig.exists():
+        kubeconfig.unlink()
+    done = subprocess.run([sys.executable, "-c", _SET_ENABLED, json.dumps(clouds)], env=server.env(),
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not set the server's enabled clouds: {done.stderr[-2000:]}")

@@ -63,3 +63,41 @@ def test_fake_and_real_server_give_the_same_answer(client, scenario, capfd):
     else:
         assert call(client) == expected
     assert capfd.readouterr().out == ""  # nothing SkyPilot says reaches stdout
+
+
+# --- what needs a cloud: FakeSky scripted in SkyPilot's own states and shapes ---------------------
+
+def test_fake_job_passes_through_its_script_with_log_lines():
+    sky = FakeSky()
+    sky.job_script = [("SETTING_UP", ["gptoss-sky phase install 1700000000"]),
+                      ("RUNNING", ["gptoss-sky phase serve 1700000100"]), ("FAILED", ["engine exited 1"])]
+    job = sky.launch(TASK, "gptoss-j", secrets=KEY, envs={}, idle_minutes=None, down=False)
+    assert sky.clusters(["gptoss-j"])[0]["status"] == "UP" and sky.endpoint("gptoss-j", 8000)
+    assert [sky.job_status("gptoss-j", job) for _ in range(4)] == ["SETTING_UP", "RUNNING", "FAILED", "FAILED"]
+    assert list(sky.tail_logs("gptoss-j", follow=False)) == [
+        "gptoss-sky phase install 1700000000", "gptoss-sky phase serve 1700000100", "engine exited 1"]
+    with pytest.raises(KeyError):  # a state SkyPilot does not have cannot be scripted
+        sky.set_job("gptoss-j", [("EXPLODED", [])])
+
+
+def test_fake_service_states_replicas_and_owners_are_skypilots():
+    from sky.serve.serve_state import ServiceStatus
+
+    sky = FakeSky("10.0.0.9:30001")
+    sky.service_script = [("CONTROLLER_INIT", []), ("REPLICA_INIT", [(1, "PROVISIONING")]),
+                          ("NO_REPLICA", [(1, "FAILED_PROVISION")]), ("CONTROLLER_FAILED", [(1, "FAILED")])]
+    assert sky.services() == []  # no controller before the first service
+    sky.serve_up(SERVICE, "gptoss-svc-a", secrets=KEY, envs={})
+    seen = [sky.services(["gptoss-svc-a"])[0] for _ in range(4)]
+    assert [s["status"] for s in seen] == ["CONTROLLER_INIT", "REPLICA_INIT", "NO_REPLICA", "CONTROLLER_FAILED"]
+    assert all(ServiceStatus(s["status"]) for s in seen)
+    assert seen[0]["endpoint"] is None and seen[1]["endpoint"] == "http://10.0.0.9:30001"
+    assert [r["status"] for r in seen[3]["replicas"]] == ["FAILED"]
+    with pytest.raises(GptossSkyError, match="--purge"):  # SkyPilot skips failed services without purge
+        sky.serve_down("gptoss-svc-a")
+    sky.serve_down("gptoss-svc-a", purge=True)
+    assert sky.services() == [] and sky.clusters()[0]["name"].startswith("sky-serve-controller-")
+    sky.add_cluster("gptoss-theirs", user_hash="a11ce000", user_name="alice")
+    theirs = sky.clusters(["gptoss-theirs"])[0]
+    assert (theirs["user_name"], theirs["user_hash"]) == ("alice", "a11ce000")
+    assert theirs["user_hash"] != sky.current_user()["user_hash"]
