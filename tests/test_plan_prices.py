@@ -8,6 +8,7 @@ import json
 import pytest
 
 from clitools import invoke
+from fakesky import FakeSky
 from launcher import catalog, plan, skyapi
 
 
@@ -125,6 +126,8 @@ def gcp_seeded(isolated_env, monkeypatch):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(plan.snapshot_folder() / name, folder / name)
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [sky.clouds.GCP()])
+    # The client asks the API server which clouds are enabled; FakeSky answers as the server would.
+    monkeypatch.setattr(skyapi, "enabled_clouds", FakeSky(enabled_infra=["gcp"]).enabled_clouds)
     monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder))
     import sky.catalog.gcp_catalog as gc
     from sky.utils import accelerator_registry

@@ -48,7 +48,8 @@ def first_commands_of_a_new_user(env: dict) -> None:
     assert one_json_document(status.stdout) == []
     down = gptoss(["down", "--all", "-y", "--json"], env)
     assert down.returncode == 0, down.stderr
-    assert one_json_document(down.stdout) == {"removed": [], "controllers_stopped": []}
+    removed = one_json_document(down.stdout)
+    assert removed["removed"] == [] and removed["controllers_stopped"] == []
     serve = gptoss(["serve", "20b", "-y"], env)
     assert serve.returncode == 2, serve.stdout + serve.stderr
     assert "sky check" in serve.stderr and "Traceback" not in serve.stderr
