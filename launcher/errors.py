@@ -10,6 +10,8 @@
   + SkyError                 SkyPilot failed while launching, querying or tearing down (exit 1)
     - NotFoundError          SkyPilot has no cluster/service of that name (already gone)
     - LaunchFailedError      the node's setup or engine failed during a launch (carries the log tail)
+    - ApiServerUnreachableError  no SkyPilot API server answers (not running and auto-start disabled, down,
+                             or needs `sky api login`)
   + EndpointError            an endpoint could not be reached or answered wrongly (exit 1)
   + StateError               gptoss-sky's own state folder cannot be read or written, or a record or key
                              file in it is damaged (exit 1)
@@ -54,6 +56,10 @@ class SkyError(GptossSkyError):
 
 class NotFoundError(SkyError):
     """SkyPilot has no cluster or service of that name: it never existed or is already torn down."""
+
+
+class ApiServerUnreachableError(SkyError):
+    """No SkyPilot API server answered (or it wants a login): nothing about clouds or deployments is known."""
 
 
 class LaunchFailedError(SkyError):

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from launcher import recipes as recipes_mod
 from launcher import skyapi, startup, state, throughput
 from launcher.catalog import Catalog, Gpu, Model, catalog_dir
-from launcher.errors import NoFitError, SkyError, UserError
+from launcher.errors import ApiServerUnreachableError, NoFitError, SkyError, UserError
 from launcher.recipes import Recipe
 
 OBJECTIVES = ("cost", "cost-per-token")
@@ -119,7 +119,11 @@ def resolve_clouds(clouds: Sequence[str] | None, infra: str | None) -> tuple[lis
         return [pin[0]], []
     if names:
         return names, []
-    enabled = list(dict.fromkeys(skyapi.enabled_clouds()))
+    try:
+        enabled = list(dict.fromkeys(skyapi.enabled_clouds()))
+    except ApiServerUnreachableError as exc:  # pricing needs no server: say so and price the catalog
+        return snapshot_clouds(), [f"every cloud in the catalog is shown: could not ask the API server which "
+                                   f"are enabled ({exc})"]
     if enabled:
         return enabled, [f"infra enabled in SkyPilot: {', '.join(enabled)}"]
     return snapshot_clouds(), [

@@ -17,7 +17,8 @@ import sys
 import threading
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from launcher.errors import GptossSkyError, NoCloudError, NotFoundError, RenderError, SkyError, UserError
+from launcher.errors import (ApiServerUnreachableError, GptossSkyError, NoCloudError, NotFoundError, RenderError,
+                             SkyError, UserError)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -44,6 +45,9 @@ def map_sky_exceptions(action: str) -> Iterator[None]:
                                f"SkyPilot: {sky_message(exc)}") from exc
         if isinstance(exc, sky_exc.ClusterDoesNotExist):
             raise NotFoundError(f"{action}: {sky_message(exc)}") from exc
+        if isinstance(exc, (sky_exc.ApiServerConnectionError, sky_exc.ApiServerAuthenticationError)) or (
+                isinstance(exc, RuntimeError) and "SKYPILOT_DISABLE_LOCAL_API_SERVER" in str(exc)):
+            raise ApiServerUnreachableError(f"{action}: {sky_message(exc)}") from exc
         raise SkyError(f"{action}: {sky_message(exc)}") from exc
 
 

@@ -174,3 +174,13 @@ def test_log_lines_come_whole_as_the_sdk_writes_them_and_errors_follow_them():
     assert next(lines) == "one line"
     with pytest.raises(NotFoundError, match="reading the log of gptoss-x: Cluster 'gptoss-x' does not exist."):
         next(lines)
+
+
+def test_plan_and_dry_run_need_no_api_server_and_say_why_every_cloud_is_shown():
+    """Enabled clouds are asked of the API server; with none reachable (CI: auto-start disabled), pricing
+    and dry runs still work on the catalog and say why."""
+    from clitools import invoke
+
+    result = invoke("up", "20b", "--dryrun", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "could not ask the API server" in result.stderr and "sky api login" in result.stderr
