@@ -18,6 +18,17 @@ import skyserver  # noqa: E402
 from openai_server import FakeServer  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_api_server_outside_tests():
+    """Module- and session-scoped fixtures run before `isolated_env`: no SDK call of theirs may start an
+    API server in the real home or reach a developer's own (SkyPilot caches the URL per process, so the
+    port must be the same inside and outside tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SKYPILOT_DISABLE_LOCAL_API_SERVER", "1")
+        patch.setenv("SKYPILOT_API_SERVER_LOCAL_PORT", "9")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
