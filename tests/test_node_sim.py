@@ -336,3 +336,34 @@ def test_cache_uri_is_checked_before_pricing():
     result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "--cache", "/tmp/x", "--dryrun", "-y"])
     assert result.exit_code == 2 and "--cache '/tmp/x': give a bucket URI" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_cache_whose_content_has_not_all_arrived_is_not_used(tmp_path):
+    """A bucket mount uploads in the background: a .done whose manifest the files do not match yet (a file
+    missing or short) is ignored: the node downloads and compiles as if there were no cache."""
+    from launcher import lifecycle
+
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=True,
+                                                                cache="s3://team-bucket/gptoss"))
+    bucket = tmp_path / "bucket"
+    first = Node(tmp_path / "node1", secrets={"VLLM_API_KEY": KEY},
+                 envs={**config["envs"], "GPTOSS_CACHE_DIR": str(bucket)})
+    assert first.bash(config["setup"]).returncode == 0
+    assert first.bash(config["run"], extra={"NODESIM_ENGINE": "serve-for:0.5"}).returncode == 0
+    weights = bucket / "weights" / f"models--openai--gpt-oss-20b@{recipe.model.revision}"
+    compiled = bucket / "compiled" / render.cache_key(recipe)
+    (weights / "model-00001-of-00002.safetensors").unlink()  # still uploading
+    kernel = next(p for p in compiled.rglob("kernel.bin"))
+    kernel.write_text("half")  # a short file
+    second = Node(tmp_path / "node2", secrets={"VLLM_API_KEY": KEY},
+                  envs={**config["envs"], "GPTOSS_CACHE_DIR": str(bucket)})
+    setup = second.bash(config["setup"])
+    assert setup.returncode == 0 and len(second.calls("hf")) == 1 and "weights from the cache" not in setup.stdout
+    run = second.bash(config["run"], extra={"NODESIM_ENGINE": "serve-for:0.5"})
+    assert run.returncode == 0 and "compiled kernels from the cache" not in run.stdout
+    (engine,) = second.engine_calls()
+    assert set(engine.compiled) == set(cat.engine("vllm").compile_caches)
+    # ... and this node, once ready, completes what the first one left incomplete
+    assert (weights / "model-00001-of-00002.safetensors").is_file() and kernel.read_text() != "half"
