@@ -379,3 +379,52 @@ def test_the_record_has_the_phases_while_the_launch_is_still_running(node, fast)
     row = seen[1]
     assert [p["name"] for p in row["phases"]] == ["provision", "install", "download"]
     assert row["phases"][-1]["end"] is None and row["phases"][1]["start"] == t0 + 10
+
+
+# --- the same through the sky helper's contract-checked FakeSky (states are SkyPilot's own enums) ------
+
+@pytest.fixture
+def fakesky(seeded, server, monkeypatch, fast):  # noqa: F811
+    from fakesky import FakeSky
+
+    monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
+    server.config.faults.add("loading")  # the engine never answers: only the node's state can end the wait
+    return FakeSky(server.url.removeprefix("http://")).install(monkeypatch)
+
+
+def test_fakesky_failed_setup_ends_up_with_the_cause_and_log(fakesky):
+    t0 = int(time.time())
+    log = [marker("install", t0, prefix="(setup pid=7) ")] + [f"(setup pid=7) line {i}" for i in range(25)]
+    fakesky.job_script = [("PENDING", []), ("SETTING_UP", log[:5]), ("FAILED_SETUP", log[5:])]
+    started = time.monotonic()
+    result = invoke("up", "20b", "-y", "--json")
+    assert result.exit_code == 1 and time.monotonic() - started < 10, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["cause"] == "setup failed on the node (job FAILED_SETUP)" and doc["log_tail"] == log[-20:]
+
+
+def test_fakesky_crashing_engine_ends_up(fakesky):
+    t0 = int(time.time())
+    fakesky.job_script = [("SETTING_UP", node_log(t0, upto="setup_done")),
+                          ("RUNNING", [marker("engine_start", t0 + 1), "RuntimeError: no kernel image",
+                                       marker("engine_exit", t0 + 2, 1)]),
+                          ("FAILED", [])]
+    result = invoke("up", "20b", "-y", "--json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["cause"] in ("the engine exited with code 1", "the job failed (FAILED)")
+    assert "RuntimeError: no kernel image" in doc["log_tail"]
+
+
+@pytest.mark.parametrize("script, cause", [
+    ([("CONTROLLER_INIT", []), ("CONTROLLER_FAILED", [])], "the service controller failed (CONTROLLER_FAILED)"),
+    ([("CONTROLLER_INIT", []), ("REPLICA_INIT", [(1, "STARTING")]), ("NO_REPLICA", [])],
+     "no replica is left (NO_REPLICA)"),
+    ([("REPLICA_INIT", [(1, "PROVISIONING")]), ("FAILED", [(1, "FAILED_PROVISION")])],
+     "replica 1 is FAILED_PROVISION"),
+])
+def test_fakesky_service_terminal_states_end_serve_at_once(fakesky, script, cause):
+    fakesky.service_script = script
+    started = time.monotonic()
+    result = invoke("serve", "20b", "-y", "--json")
+    _serve_failed(result, started, cause)
