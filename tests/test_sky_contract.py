@@ -101,3 +101,24 @@ def test_fake_service_states_replicas_and_owners_are_skypilots():
     theirs = sky.clusters(["gptoss-theirs"])[0]
     assert (theirs["user_name"], theirs["user_hash"]) == ("alice", "a11ce000")
     assert theirs["user_hash"] != sky.current_user()["user_hash"]
+
+
+@pytest.mark.parametrize("script, cause", [
+    ([("CONTROLLER_INIT", []), ("CONTROLLER_FAILED", [])], "CONTROLLER_FAILED"),
+    ([("CONTROLLER_INIT", []), ("REPLICA_INIT", [(1, "PROVISIONING")]), ("NO_REPLICA", [])], "NO_REPLICA"),
+    ([("REPLICA_INIT", [(1, "STARTING")]), ("REPLICA_INIT", [(1, "FAILED_PROBING")])], "FAILED_PROBING"),
+])
+def test_a_service_in_a_terminal_state_ends_the_wait_at_once_with_the_cause(script, cause):
+    """Issue 10: a failed controller or a service left with no replica was waited on for an hour."""
+    import time
+
+    from launcher import watch
+    from launcher.errors import LaunchFailedError
+
+    sky = FakeSky()
+    sky.service_script = script
+    sky.serve_up(SERVICE, "gptoss-svc-t", secrets=KEY, envs={})
+    started = time.monotonic()
+    with pytest.raises(LaunchFailedError, match=cause):
+        watch.watch_service(sky, "gptoss-svc-t", watch.Watch("gptoss-svc-t", "service"), timeout=3600, poll=0.01)
+    assert time.monotonic() - started < 30
