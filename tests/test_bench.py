@@ -184,8 +184,11 @@ def test_default_client_is_raw_and_httpx_stays_available(server: FakeServer) -> 
         report = run(server, concurrency=[3], requests=6, client=client)
         level = report.levels[0]
         assert (level.errors, level.completed, level.output_tokens) == (0, 6, 6 * 12), client
-        assert TTFT_S * 1000 <= level.ttft_ms_p50 <= TTFT_S * 1000 + 50, client
-        assert ITL_S * 1000 * 0.8 <= level.tpot_ms_p50 <= ITL_S * 1000 + 8, client
+        # The lower bounds are the server's own delays (a client cannot see tokens sooner); the upper
+        # bounds only catch a wrong measurement (e.g. TTFT taken at the end), not speed: a 2-core CI
+        # machine under load adds hundreds of ms to httpx's event loop, so they are loose on purpose.
+        assert TTFT_S * 1000 <= level.ttft_ms_p50 <= TTFT_S * 1000 + 500, client
+        assert ITL_S * 1000 * 0.8 <= level.tpot_ms_p50 <= ITL_S * 1000 * 3, client
     with pytest.raises(ValueError, match="client must be one of"):
         run(server, client="curl")
 
