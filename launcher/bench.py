@@ -122,6 +122,7 @@ class BenchReport:
     recommended_target_qps_per_replica: float | None
     recommendation: str
     safety_factor: float = SAFETY_FACTOR
+    seed: int = 0  # the prompts' seed (fresh per run unless --seed): repeat a run with --seed
 
     @property
     def errors(self) -> int:
@@ -308,6 +309,24 @@ def record_from(outcome: rawstream.Outcome) -> RequestRecord:
     return RequestRecord(times[0] - outcome.start, itl, tokens, latency)
 
 
+def make_payloads(model: str, requests: int, input_len: int, output_len: int, *, seed: int,
+                  concurrency: int) -> list[dict[str, Any]]:
+    """The level's request bodies. The prompts follow from `seed`: a second run on the same server with the
+    same seed is partly served from its prefix cache, so `run_bench` draws a fresh seed unless given one."""
+    rng = random.Random(seed * 1_000_003 + concurrency)
+    return [
+        {
+            "model": model,
+            "prompt": make_prompt(input_len, rng, i),
+            "max_tokens": output_len,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        for i in range(requests)
+    ]
+
+
 async def run_level(
     client: httpx.AsyncClient | rawstream.RawClient,
     *,
@@ -322,18 +341,7 @@ async def run_level(
 ) -> tuple[list[RequestRecord], float]:
     """`requests` requests through `concurrency` workers; returns records (in completion order)
     and wall time. Worker i starts at i * ramp_s / concurrency (0: all at once)."""
-    rng = random.Random(seed * 1_000_003 + concurrency)
-    payloads = [
-        {
-            "model": model,
-            "prompt": make_prompt(input_len, rng, i),
-            "max_tokens": output_len,
-            "ignore_eos": True,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        for i in range(requests)
-    ]
+    payloads = make_payloads(model, requests, input_len, output_len, seed=seed, concurrency=concurrency)
     records: list[RequestRecord] = []
     workers = min(concurrency, requests)
 
@@ -460,11 +468,14 @@ async def run_bench(
     on_progress: Callable[[LevelResult], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     client: str = DEFAULT_CLIENT,
+    seed: int | None = None,
 ) -> BenchReport:
     """Run each concurrency level in turn. `requests` per level defaults to max(4 x level, 16).
     `client` is "raw" (default; https:// or a given `transport` use "httpx") or "httpx"."""
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
+    if seed is None:  # fresh prompts per run: never partly served from the last run's prefix cache
+        seed = random.SystemRandom().randrange(2**31)
     base_url = base_url.rstrip("/")
     if base_url.endswith("/v1"):
         base_url = base_url[:-3]
@@ -487,6 +498,7 @@ async def run_bench(
                 input_len=input_len,
                 output_len=output_len,
                 headers=headers,
+                seed=seed,
             )
             result = summarize(level, records, duration, price_per_hour)
             if api_key:
@@ -508,6 +520,7 @@ async def run_bench(
         levels=marked,
         recommended_target_qps_per_replica=qps,
         recommendation=why,
+        seed=seed,
     )
 
 

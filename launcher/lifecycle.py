@@ -315,7 +315,7 @@ def _current_user(client: Any) -> Any:
         return None
     try:
         return ask()
-    except (GptossSkyError, NotImplementedError):
+    except GptossSkyError:
         return None
 
 

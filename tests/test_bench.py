@@ -316,3 +316,23 @@ def test_cli_client_httpx_option(server: FakeServer) -> None:
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["levels"][0]["completed"] == 4
+
+
+def test_prompts_follow_the_seed_and_each_run_draws_a_fresh_one(server: FakeServer) -> None:
+    """Issue 12: a second run with the same prompts is partly served from the server's prefix cache."""
+    same = [bench_lib.make_payloads(MODEL, 8, 64, 4, seed=7, concurrency=2) for _ in range(2)]
+    assert same[0] == same[1]
+    other = bench_lib.make_payloads(MODEL, 8, 64, 4, seed=8, concurrency=2)
+    assert {p["prompt"] for p in other}.isdisjoint(p["prompt"] for p in same[0])
+    seeds = {run(server, concurrency=[1], requests=2).seed for _ in range(3)}
+    assert len(seeds) == 3  # fresh per run (2**31 choices)
+    assert run(server, concurrency=[1], requests=2, seed=123).seed == 123
+
+
+def test_bench_cli_reports_the_seed_it_used(server: FakeServer) -> None:
+    from clitools import invoke
+
+    result = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY, "--model", MODEL,
+                    "--concurrency", "1", "--requests", "2", "--seed", "42", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["seed"] == 42

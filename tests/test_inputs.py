@@ -154,6 +154,7 @@ CASES = [
     (["bench", "--endpoint", HTTP, "--tpot-target-ms", "0"], ["--tpot-target-ms", "above 0"]),
     (["bench", "--endpoint", HTTP, "--request-timeout", "0"], ["--request-timeout", "above 0"]),
     (["bench", "--endpoint", HTTP, "--client", "curl"], ["--client", "httpx"]),
+    (["bench", "--endpoint", HTTP, "--seed", "-1"], ["--seed", "0 or more"]),
     (["bench", "--endpoint", "ftp://x"], ["--endpoint", "scheme"]),
     (["eval", "--endpoint", HTTP, "--examples", "0"], ["--examples", "positive"]),
     (["eval", "--endpoint", HTTP, "--eval", "mmlu"], ["--eval", "gpqa"]),

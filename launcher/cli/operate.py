@@ -41,7 +41,7 @@ def doctor(engine, json_):
     from launcher import skyapi
 
     eng = catalog_mod.load().engine(engine)
-    checks = doctor_mod.run(eng, lambda: _enabled_infra(skyapi))
+    checks = doctor_mod.run(eng, lambda: skyapi.SkyClient().enabled_infra())
     if json_:
         print_json([c.to_dict() for c in checks])
     else:
@@ -50,15 +50,6 @@ def doctor(engine, json_):
             if c.fix and c.level != "ok":
                 stdout.print(f"{'':>9}fix: {c.fix}", markup=False)
     return 1 if any(c.level == "problem" for c in checks) else 0
-
-
-def _enabled_infra(skyapi):
-    """Asked of the API server (SkyClient.enabled_infra); SkyPilot's cached `sky check` result until the
-    seam implements it."""
-    try:
-        return skyapi.SkyClient().enabled_infra()
-    except NotImplementedError:
-        return skyapi.enabled_clouds()
 
 
 COMMANDS = [logs, doctor]

@@ -23,7 +23,7 @@ import asyncio
 from launcher import bench as bench_lib
 from launcher import evals as evals_lib
 from launcher import smoke as smoke_lib
-from launcher.cli._common import (endpoint_url, json_option, non_negative_number, positive_int, positive_number,
+from launcher.cli._common import (endpoint_url, json_option, non_negative_int, non_negative_number, positive_int, positive_number,
                                   print_json, stderr, stdout)
 from launcher.errors import EndpointError, UserError
 
@@ -225,6 +225,9 @@ def _price(value: float | None) -> str:
     show_default=True,
     help="Load client: raw asyncio sockets (fast; https:// endpoints use httpx) or httpx (the baseline).",
 )
+@click.option("--seed", type=int, callback=non_negative_int, metavar="N",
+              help="Prompt seed, to repeat a run exactly [default: a fresh one per run, so a second run is "
+                   "not served from the server's prefix cache; the report says which].")
 @json_option
 @click.pass_context
 def bench(
@@ -239,6 +242,7 @@ def bench(
     tpot_target_ms: float | None,
     request_timeout: float,
     client_kind: str,
+    seed: int | None,
     json_: bool,
 ) -> None:
     """Load an endpoint with streaming completions at each concurrency level and report TTFT, TPOT,
@@ -270,6 +274,7 @@ def bench(
         request_timeout=request_timeout,
         on_progress=progress,
         client=client_kind,
+        seed=seed,
     )
     if json_:
         print_json(report.to_dict())
@@ -300,7 +305,8 @@ def print_bench_report(report: bench_lib.BenchReport) -> None:
     stdout.print(table)
     stdout.print(
         f"[dim]latencies in ms; TOK/S output tokens/s; $/1M per 1M output tokens; SLO the targets; "
-        f"{report.input_len} input / {report.output_len} output tokens per request[/]"
+        f"{report.input_len} input / {report.output_len} output tokens per request; prompt seed "
+        f"{report.seed} (--seed {report.seed} repeats this run)[/]"
     )
     for lv in report.levels:
         for sample in lv.error_samples:
