@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterator
 
-import uvicorn
+from loopback import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -319,40 +318,12 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-class FakeServer:
-    """uvicorn on a thread, bound to a socket on 127.0.0.1 port 0 (the OS picks a free port)."""
+class FakeServer(LoopbackServer):
+    """The fake engine on 127.0.0.1 (port 0), with its faults in `config`."""
 
     def __init__(self) -> None:
         self.config = FakeConfig()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        host, port = self.sock.getsockname()
-        self.url = f"http://{host}:{port}"
-        uv_config = uvicorn.Config(
-            build_app(self.config),
-            lifespan="off",
-            log_level="critical",
-            timeout_graceful_shutdown=1,
-            ws="none",
-            backlog=2048,
-        )
-        self.server = uvicorn.Server(uv_config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "FakeServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
-        self.sock.close()
+        super().__init__(build_app(self.config), backlog=2048)
 
 
 def serve() -> Iterator[FakeServer]:

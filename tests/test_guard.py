@@ -17,19 +17,17 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-import yaml
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from launcher import catalog, guard, recipes, render
+from loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = "sk-guard-test-5f0c2a9e"
@@ -83,30 +81,11 @@ def engine_app(engine: str) -> Starlette:
     return Starlette(routes=routes)
 
 
-class Served:
-    """uvicorn on a thread on 127.0.0.1 (port 0), WebSockets on."""
+class Served(LoopbackServer):
+    """The guarded app on 127.0.0.1 (port 0), WebSockets on."""
 
     def __init__(self, app):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="critical", ws="websockets",
-                                                   timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
-        self.sock.close()
+        super().__init__(app, ws="websockets")
 
 
 @pytest.fixture(params=sorted(ENGINES))
