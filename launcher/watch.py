@@ -148,6 +148,14 @@ def _failure(watch: Watch, cause: str, lines: list[str]) -> LaunchFailedError:
     return LaunchFailedError(cause, cause=cause, log_tail=lines[-TAIL_LINES:], phases=watch.phases())
 
 
+def _log_end(read: Callable[[], Iterable[str]]) -> list[str]:
+    """The last lines of a log, asked once when a failure's own stream gave none; [] if that fails too."""
+    try:
+        return [phases_mod.clean(line) for line in read()]
+    except Exception:  # noqa: BLE001 - the cause matters more than a missing tail
+        return []
+
+
 def _drain(events: queue.Queue, watch: Watch, until_end_of: Any, seconds: float) -> None:
     """Give a tail a moment to deliver the lines before a failure (the job's end closes it)."""
     deadline = time.monotonic() + seconds
@@ -215,11 +223,7 @@ def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[]
             _drain(events, watch, None, DRAIN_S)
         lines = list(watch.lines)
         if not lines:  # the follow stream gave nothing: ask for the end of the log once
-            try:
-                lines = [phases_mod.clean(x) for x in client.tail_logs(name, job_id, follow=False,
-                                                                      tail=TAIL_LINES)]
-            except Exception:  # noqa: BLE001 - the cause matters more than a missing tail
-                lines = []
+            lines = _log_end(lambda: client.tail_logs(name, job_id, follow=False, tail=TAIL_LINES))
         return _failure(watch, cause, lines)
 
     while True:
@@ -274,11 +278,7 @@ def watch_service(client: Any, name: str, watch: Watch, timeout: float, poll: fl
         source = watch.replicas.get(replica) if replica is not None else None
         lines = list(source.lines) if source is not None else list(watch.lines)
         if not lines and replica is not None:
-            try:
-                lines = [phases_mod.clean(x) for x in client.serve_logs(name, replica, follow=False,
-                                                                       tail=TAIL_LINES)]
-            except Exception:  # noqa: BLE001 - the cause matters more than a missing tail
-                lines = []
+            lines = _log_end(lambda: client.serve_logs(name, replica, follow=False, tail=TAIL_LINES))
         return _failure(watch, cause, lines)
 
     while True:
