@@ -234,6 +234,8 @@ def test_first_setup_installs_the_pinned_engine_and_downloads_the_pinned_revisio
     cat = catalog.load()
     installs = [c.argv for c in node.calls("uv") if c.argv[:2] == ["pip", "install"]]
     assert len(installs) == 1 and "vllm==0.32.0" in installs[0] and "--torch-backend=auto" in installs[0]
+    # bytecode compiled at install, by uv in parallel, so the first engine start imports from .pyc
+    assert "--compile-bytecode" in installs[0]
     (download,) = node.calls("hf")
     assert download.argv[:4] == ["download", "openai/gpt-oss-120b", "--revision", cat.model("120b").revision]
     assert download.argv[4:] == ["--exclude", "original/*", "--exclude", "metal/*"]
