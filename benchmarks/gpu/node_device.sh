@@ -6,6 +6,10 @@
 #   node_device.sh stage2          copy chunk b
 #   node_device.sh stage3 SECONDS  copy chunk c, wait for vLLM, start node_proof.py detached, then poll
 #   node_device.sh poll SECONDS    wait until the driver is done or SECONDS pass; pack results into $OUT
+#   node_device.sh lanes SECONDS   (in place of stage3) copy chunk c, wait for vLLM, compile its bytecode as
+#                                  `uv pip install --compile-bytecode` would, start one driver per GPU
+#                                  (lane0.queue, lane1.queue, meeting at a barrier before each step), poll
+#   node_device.sh polllanes SECONDS
 set -u
 STAGE=/root/stage SITE=/root/site RES=/root/results DRV=/root/drv
 
@@ -25,6 +29,16 @@ poll() {
   local end=$((SECONDS + $1))
   while [ "$SECONDS" -lt "$end" ] && ! grep -q "ALL DONE" "$RES/driver.log" 2>/dev/null; do sleep 3; done
   pack
+}
+
+lanes_done() { grep -q "ALL DONE" "$RES/lane0/driver.log" 2>/dev/null && grep -q "ALL DONE" "$RES/lane1/driver.log" 2>/dev/null; }
+
+polllanes() {
+  local end=$((SECONDS + $1))
+  while [ "$SECONDS" -lt "$end" ] && ! lanes_done; do sleep 3; done
+  for l in 0 1; do echo "== lane $l"; cat "$RES/lane$l/summary.txt" 2>/dev/null; tail -n 25 "$RES/lane$l/driver.log" 2>/dev/null; done
+  nvidia-smi --query-gpu=index,memory.used --format=csv,noheader
+  tar -C "$RES" -cJf "$OUT/results.tar.xz" . && ls -la "$OUT"
 }
 
 case "$1" in
@@ -55,4 +69,20 @@ stage3)
   poll "${2:-420}" ;;
 poll)
   poll "$2" ;;
+lanes)
+  put c c || exit 1
+  rm -rf "$DRV" && mkdir -p "$DRV" && tar --exclude=./.vllm-stage --exclude=./.whl -cf - . | tar -xf - -C "$DRV"
+  t=$SECONDS; while [ ! -f /root/site.done ] && [ ! -f /root/site.failed ] && [ $((SECONDS - t)) -lt 300 ]; do sleep 1; done
+  echo "extraction waited $((SECONDS - t)) s"; cat /root/extract.log; [ -f /root/site.done ] || exit 1
+  t=$SECONDS; python3 -m compileall -q -j 0 /root/site > /root/compileall.log 2>&1; echo "compileall $((SECONDS - t)) s rc=$?"
+  nvidia-smi -L
+  for l in 0 1; do
+    mkdir -p "$RES/lane$l"
+    (cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
+      --stage "$STAGE" --site "$SITE" --out "$RES/lane$l" --queue ".gpu-stage/lane$l.queue" --lane "$l" --lanes 2 \
+      --barrier /root/barrier --prompts "${PROMPTS:-256}" > "$RES/lane$l/driver.log" 2>&1 < /dev/null &)
+  done
+  polllanes "${2:-420}" ;;
+polllanes)
+  polllanes "$2" ;;
 esac

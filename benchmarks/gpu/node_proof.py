@@ -46,8 +46,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-PORT = 8000
+PORT = 8000  # the engine's port in the rendered run block; a lane other than 0 moves it (--lane)
 BASE = f"http://127.0.0.1:{PORT}"
+GPU_INDEX: str | None = None  # the lane's GPU: nvidia-smi is asked about it alone
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PHASE = re.compile(r"^gptoss-sky phase (\S+) (\d+(?:\.\d+)?)(?: (-?\d+))?\s*$")
 # The engine's own milestones (first line that matches), vLLM 0.26.
@@ -430,7 +431,8 @@ def raw_get(path: str, timeout: float = 5) -> int:
 
 
 def gpu_mem_used_mib() -> int | None:
-    out = sh("nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits")
+    sel = f"-i {GPU_INDEX} " if GPU_INDEX is not None else ""
+    out = sh(f"nvidia-smi {sel}--query-gpu=memory.used --format=csv,noheader,nounits")
     try:
         return int(out.splitlines()[0].strip())
     except (ValueError, IndexError):
@@ -566,10 +568,10 @@ def key_exposure(key: str, block: Block) -> dict:
     return {"key_in_process_args": key in ps, "key_in_job_log": in_log}
 
 
-def engine_env() -> dict:
-    """Cache-related env of the running engine (read from /proc), to know which caches it uses."""
+def engine_env(block: Block) -> dict:
+    """Cache-related env of this block's running engine (read from /proc), to know which caches it uses."""
     out: dict = {}
-    for pid in sh("pgrep -f 'vllm.entrypoints|EngineCore|VLLM' || true").split():
+    for pid in sh(f"pgrep -s {block.proc.pid} -f 'vllm.entrypoints|EngineCore|VLLM' || true").split():
         try:
             env = dict(kv.split("=", 1) for kv in
                        Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace").split("\0") if "=" in kv)
@@ -863,6 +865,78 @@ def add_flags(run_script: str, flags: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_port(run_script: str, port: int) -> str:
+    """A second lane's engine cannot also listen on 8000: its run block gets PORT in place of 8000 (the
+    engine's --port and the block's own /health and /metrics URLs); nothing else changes."""
+    return run_script if port == 8000 else re.sub(r"(?<=[\s:])8000\b", str(port), run_script)
+
+
+CACHE_KEY = re.compile(r"cache_restore\s+'?([^'\s]+)'?")
+
+
+def cache_key_of(yaml_text: str) -> str | None:
+    m = CACHE_KEY.search(yaml_block(yaml_text, "run"))
+    return m.group(1) if m else None
+
+
+def seed_bucket(bucket: Path, yaml_text: str, seed_yaml: str) -> dict:
+    """`seeded`: before a start-up flag cell, the lane's bucket gets, under the cell's own cache key, a copy of
+    what the default recipe's starts saved there: every cell starts from the same compile caches (Triton,
+    FlashInfer, inductor and vLLM's own, which keys its torch.compile artifacts by config), whatever ran
+    before it on the lane."""
+    key, default = cache_key_of(yaml_text), cache_key_of(seed_yaml)
+    if not key or not default:
+        return {"error": "no cache_restore key in the run block (render with --cache)"}
+    src, dst = bucket / "compiled" / default, bucket / "compiled" / key
+    if not src.is_dir():
+        return {"error": f"nothing saved under the default key {default}"}
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, symlinks=True)
+    return {"from": default, "to": key, "bytes": du(dst)}
+
+
+def bucket_listing(bucket: Path) -> dict:
+    out = {}
+    for kind in ("weights", "compiled"):
+        for done in sorted((bucket / kind).rglob(".done")) if (bucket / kind).is_dir() else []:
+            out[str(done.parent.relative_to(bucket))] = du(done.parent)
+    return out
+
+
+def drop_page_cache() -> str:
+    """Every start of a round reads Python packages from disk as a fresh node would."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return "dropped"
+    except OSError as exc:
+        return f"not dropped: {exc}"
+
+
+def barrier(d: Path, step: str, lane: int, lanes: int, drop: bool, local: bool) -> dict:
+    """Lanes start each step together (same contention for both cells of a round); lane 0 drops the page
+    cache once all have arrived. A lane whose driver has exited is not waited for."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{step}.{lane}").write_text(str(time.time()))
+    t = time.time()
+    def here(i: int) -> bool:
+        return (d / f"{step}.{i}").exists() or (d / f"exited.{i}").exists()
+    while time.time() - t < 900 and not all(here(i) for i in range(lanes)):
+        time.sleep(0.5)
+    info: dict = {"waited_s": round(time.time() - t, 1)}
+    if lane == 0:
+        info["page_cache"] = drop_page_cache() if drop and not local else "kept"
+        (d / f"{step}.go").write_text(json.dumps(info))
+    else:
+        while time.time() - t < 960 and not (d / f"{step}.go").exists() and not (d / "exited.0").exists():
+            time.sleep(0.5)
+        try:
+            info.update(json.loads((d / f"{step}.go").read_text()))
+        except (OSError, ValueError):
+            info["go"] = "missing"
+    return info
+
+
 def served_name(run_script: str, model: str) -> str:
     m = re.search(r"--served-model-name (\S+)", run_script)
     return m.group(1) if m else f"openai/gpt-oss-{model}"
@@ -878,8 +952,27 @@ def run_step(spec: list[str], ctx: dict) -> dict:
     home = Path(f"/root/node-{model}") if not ctx["local"] else ctx["out"] / f"home-{model}"
     key = ctx["key"]
     rec: dict = {"step": name, "model": model, "cache": mode, "tasks": tasks_l, "extra_flags": flags,
-                 "home": str(home), "started": time.strftime("%FT%TZ", time.gmtime())}
-    rec["cache_prep"] = prepare_caches(mode, home, ctx["last_env"].get(model, {}), ctx["aside"] / model, ctx["local"])
+                 "lane": ctx["lane"], "port": PORT, "barrier": ctx.get("barrier_info"),
+                 "started": time.strftime("%FT%TZ", time.gmtime())}
+    node_env: dict = {}
+    if mode in ("node-cold", "node-warm", "seeded"):
+        # A new node per step (fresh HOME: nothing compiled, nothing downloaded); the lane's bucket is the
+        # --cache bucket (GPTOSS_CACHE_DIR): emptied for node-cold, kept for node-warm, seeded for `seeded`.
+        home = ctx["lane_root"] / name
+        shutil.rmtree(home, ignore_errors=True)
+        bucket = ctx["lane_root"] / "bucket"
+        if mode == "node-cold":
+            shutil.rmtree(bucket, ignore_errors=True)
+        bucket.mkdir(parents=True, exist_ok=True)
+        if mode == "seeded":
+            rec["seeded"] = seed_bucket(bucket, yaml_text, (ctx["yaml_dir"] / f"{ctx['seed_yaml']}.yaml").read_text())
+        rec["cache_key"] = cache_key_of(yaml_text)
+        rec["bucket_before"] = bucket_listing(bucket)
+        node_env = {"GPTOSS_CACHE_DIR": str(bucket)}
+    else:
+        rec["cache_prep"] = prepare_caches(mode, home, ctx["last_env"].get(model, {}), ctx["aside"] / model,
+                                           ctx["local"])
+    rec["home"] = str(home)
     fresh = not (home / "gptoss-sky" / "vllm-venv" / "bin" / "activate").exists()
     if fresh:
         home.mkdir(parents=True, exist_ok=True)
@@ -889,7 +982,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         rec["file_mounts"] = apply_file_mounts(yaml_text, home, ctx["cwd"])
         env = skypilot_env(ctx["base_env"], yaml_text, home, key, str(stub_dir))
         env.update({"NODE_PROOF_STAGE": str(ctx["stage"]), "NODE_PROOF_STUB_LOG": str(rundir / "stubs.jsonl"),
-                    "NODE_PROOF_COMMIT": ctx["commits"][model]})
+                    "NODE_PROOF_COMMIT": ctx["commits"][model.split("-")[0]], **node_env})
         setup = Block(yaml_block(yaml_text, "setup"), rundir / "setup.sh", rundir / "setup.log", env, ctx["cwd"])
         src = setup.wait(600)
         rec["setup"] = {"rc": src, "wall_s": round(time.time() - setup.t0, 1),
@@ -900,10 +993,11 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         hub = home / ".cache" / "huggingface" / "hub" / f"models--openai--gpt-oss-{model}"
         rec["hf_cache"] = sh(f"cd {hub} 2>/dev/null && find . -printf '%p %l\\n' | sort")
         log(f"{name}: setup rc={src} in {rec['setup']['wall_s']}s; hf cache: {rec['hf_cache'].count(chr(10)) + 1} entries")
-    run_script = add_flags(yaml_block(yaml_text, "run"), flags)
+    run_script = with_port(add_flags(yaml_block(yaml_text, "run"), flags), PORT)
     env = skypilot_env(ctx["base_env"], yaml_text, home, key)
+    env.update(node_env)
     if not port_free(30):
-        rec["error"] = "port 8000 still answering before start"
+        rec["error"] = f"port {PORT} still answering before start"
         return rec
     rec["gpu_mem_before_mib"] = gpu_mem_used_mib()
     block = Block(run_script, rundir / "run.sh", rundir / "run.log", env, ctx["cwd"])
@@ -917,7 +1011,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
             break
         time.sleep(0.5)
     rec["phases"] = phases_of(block.lines, block.t0, ready_t)
-    rec["engine_env"] = engine_env()
+    rec["engine_env"] = engine_env(block)
     if ready_t is None:
         rec["error"] = ("run block exited rc=%s" % block.proc.returncode) if block.proc.poll() is not None \
             else f"no /health 200 after {ctx['startup_timeout']} s"
@@ -973,6 +1067,14 @@ def run_step(spec: list[str], ctx: dict) -> dict:
                 f"{rec['status_check']['metrics_tokens_per_s_10s_windows']}; running max "
                 f"{rec['status_check']['running_max_under_load']}, waiting max "
                 f"{rec['status_check']['waiting_max_under_load']}, kv max {rec['status_check']['kv_max_under_load']}")
+        if "bench2" in tasks_l:  # a second load on the same server: steady state, after the first load's JIT
+            r = run_cli(["bench", "--endpoint", BASE, "--concurrency", str(ctx["conc"]), "--requests",
+                         str(ctx["prompts"]), "--input-len", "1024", "--output-len", "512", "--json"],
+                        penv, ctx["cwd"], 900, rundir / "bench2.json")
+            lvl = ((r.get("result") or {}).get("levels") or [{}])[0]
+            rec["bench2"] = {"rc": r["rc"], "wall_s": r["wall_s"], "level": lvl, "command": r["command"],
+                             "seed": (r.get("result") or {}).get("seed")}
+            log(f"{name}: second load c={ctx['conc']} rc={r['rc']} {lvl.get('output_tokens_per_s')} tok/s")
         if "vbench" in tasks_l:
             seed = random.SystemRandom().randrange(1, 2**31)
             vb = vllm_bench(served, ctx["stage"] / "tok", key, penv, rundir, ctx["conc"], ctx["prompts"], seed)
@@ -993,6 +1095,8 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         rec["log_lines"] = len(block.lines)
         rec["cache_sizes_after"] = {k: du(v) for k, v in
                                     cache_dirs(home, rec.get("engine_env", {}), ctx["local"]).items()}
+        if node_env:
+            rec["bucket_after"] = bucket_listing(Path(node_env["GPTOSS_CACHE_DIR"]))
         rec["finished"] = time.strftime("%FT%TZ", time.gmtime())
         (rundir / "record.json").write_text(json.dumps(rec, indent=1))
     return rec
@@ -1007,6 +1111,8 @@ def summary_line(rec: dict) -> str:
             parts.append(f"{k}={n[k]}")
     if "bench" in rec:
         parts.append(f"bench {rec['bench']['level'].get('output_tokens_per_s')} tok/s")
+    if "bench2" in rec:
+        parts.append(f"second load {rec['bench2']['level'].get('output_tokens_per_s')} tok/s")
     if "vbench" in rec:
         parts.append(f"vbench {rec['vbench'].get('output_throughput')} tok/s")
     if "error" in rec:
@@ -1047,15 +1153,29 @@ def main() -> None:
     ap.add_argument("--metrics-period", type=float, default=2.0)
     ap.add_argument("--startup-timeout", type=int, default=900)
     ap.add_argument("--local", action="store_true", help="stub check on a machine without a GPU")
+    ap.add_argument("--lane", type=int, default=None,
+                    help="run on GPU N (CUDA_VISIBLE_DEVICES), port 8000+N, homes and bucket under /root/laneN")
+    ap.add_argument("--lanes", type=int, default=1, help="how many lanes run side by side (for --barrier)")
+    ap.add_argument("--barrier", type=Path, default=None, help="a folder the lanes meet in before each step")
+    ap.add_argument("--seed-yaml", default="20b", help="`seeded` steps copy this task's saved cache")
     args = ap.parse_args()
+    global PORT, BASE, GPU_INDEX
+    lane = args.lane or 0
+    if args.lane is not None:
+        PORT, BASE, GPU_INDEX = 8000 + lane, f"http://127.0.0.1:{8000 + lane}", str(lane)
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = {"yaml_dir": args.yaml_dir.resolve(), "stage": args.stage.resolve(), "site": args.site.resolve(),
            "out": args.out.resolve(), "python": sys.executable, "cwd": Path.cwd(), "local": args.local,
            "key": "gpu-proof-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24],
            "commits": dict(kv.split("=") for kv in args.commits.split(",")), "aside": Path("/root/aside")
            if not args.local else args.out / "aside", "conc": args.concurrency, "prompts": args.prompts,
-           "metrics_period": args.metrics_period, "startup_timeout": args.startup_timeout, "last_env": {}}
+           "metrics_period": args.metrics_period, "startup_timeout": args.startup_timeout, "last_env": {},
+           "lane": args.lane, "seed_yaml": args.seed_yaml,
+           "lane_root": (args.out.resolve() if args.local else Path("/root")) / f"lane{lane}"}
     ctx["base_env"] = {k: v for k, v in os.environ.items() if k not in ("VLLM_API_KEY", "OPENAI_API_KEY")}
+    if args.lane is not None:
+        ctx["base_env"]["CUDA_VISIBLE_DEVICES"] = str(lane)
+        ctx["aside"] = ctx["lane_root"] / "aside"
     v = versions(ctx["site"])
     (ctx["out"] / "versions.json").write_text(json.dumps(v, indent=1))
     log(f"versions: {v}")
@@ -1071,6 +1191,9 @@ def main() -> None:
         if spec is None:
             break
         done.add(spec[0])
+        if args.barrier:
+            ctx["barrier_info"] = barrier(args.barrier, spec[0], lane, args.lanes,
+                                          spec[2] in ("node-cold", "node-warm"), args.local)
         log(f"== step {' '.join(spec)}")
         try:
             rec = run_step(spec, ctx)
@@ -1082,6 +1205,8 @@ def main() -> None:
         records.append(summary_line(rec))
         log("SUMMARY " + records[-1])
         (ctx["out"] / "summary.txt").write_text("\n".join(records) + "\n")
+    if args.barrier:
+        (args.barrier / f"exited.{lane}").write_text(str(time.time()))
     log("ALL DONE")
 
 
