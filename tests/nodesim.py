@@ -11,7 +11,9 @@ stub executables on PATH that record their argv and environment (one JSON file p
               the node's metrics file (the header file of `-H @FILE` is recorded with its mode)
   vllm, python (in the venv)  the engine: record, print the log lines given, mark ready, then exit with
               the code given or serve until SIGTERM; "compiles" (writes a kernel) into each compile cache
-              folder the environment names unless one is there. `python -c "import ..."` is setup's check.
+              folder the environment names unless one is there; with NODESIM_LATE_KERNEL=SECONDS one more
+              into TRITON_CACHE_DIR that long after ready (state/compiled-late says it had to).
+              `python -c "import ..."` is setup's check.
 The stubs use this interpreter (sys.executable); nothing here talks to a network or a GPU.
 """
 
@@ -29,7 +31,7 @@ from typing import Any
 
 STUB = r'''#!{python}
 """nodesim stub: records the call, then behaves as its name says (tests/nodesim.py)."""
-import hashlib, json, os, signal, sys, time
+import hashlib, json, os, signal, sys, threading, time
 from pathlib import Path
 
 name = os.path.basename(sys.argv[0])
@@ -53,6 +55,16 @@ def remember(path):
 COMPILE_CACHES = ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE")
 
 
+def compile_late(delay):
+    """One more kernel, in a folder whose name has a space, `delay` seconds after ready, unless it is there."""
+    time.sleep(delay)
+    kernel = Path(os.environ["TRITON_CACHE_DIR"]) / "late topk" / "_topk_forward.cubin"
+    if not kernel.exists():
+        kernel.parent.mkdir(parents=True, exist_ok=True)
+        kernel.write_text("compiled late for " + " ".join(args))
+        (state / "compiled-late").touch()
+
+
 def engine():
     if "--config" in args:
         remember(args[args.index("--config") + 1])
@@ -70,6 +82,9 @@ def engine():
     for line in log.splitlines():
         print(line, flush=True)
     (state / "ready").touch()
+    late = os.environ.get("NODESIM_LATE_KERNEL")
+    if late and "TRITON_CACHE_DIR" in os.environ:  # JIT after /health, as vLLM's first requests make Triton do
+        threading.Thread(target=compile_late, args=(float(late),), daemon=True).start()
     mode = os.environ.get("NODESIM_ENGINE", "exit:0")
     if mode.startswith("exit:"):
         sys.exit(int(mode.split(":")[1]))
@@ -210,13 +225,17 @@ class Node:
         env.update(extra or {})
         return env
 
-    def bash(self, script: str, extra: dict[str, str] | None = None, timeout: float = 30):
-        """Run a setup/run block with bash as SkyPilot does (a script file; stdout+stderr are the job log)."""
+    def start(self, script: str, extra: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a setup/run block with bash as SkyPilot does (a script file; stdout+stderr are the job log),
+        in its own process group, so killing the group ends the engine stub and the log filter with bash."""
         path = self.root / f"script-{len(list(self.root.glob('script-*')))}.sh"
         path.write_text(script)
-        # its own process group, so a timeout ends the engine stub and the log filter with bash
-        proc = subprocess.Popen(["bash", str(path)], cwd=self.home, env=self.environment(extra),
+        return subprocess.Popen(["bash", str(path)], cwd=self.home, env=self.environment(extra),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def bash(self, script: str, extra: dict[str, str] | None = None, timeout: float = 30):
+        """Run a setup/run block to its end (or kill it past `timeout`)."""
+        proc = self.start(script, extra)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -238,6 +257,7 @@ class Node:
             path.unlink()
         (self.state / "ready").unlink(missing_ok=True)
         (self.state / "engine-stopped").unlink(missing_ok=True)
+        (self.state / "compiled-late").unlink(missing_ok=True)
 
     def engine_calls(self) -> list[Call]:
         return [c for c in self.calls() if c.name == "vllm" or (c.name == "python" and c.argv[:1] != ["-c"])]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -245,6 +247,7 @@ def test_first_setup_installs_the_pinned_engine_and_downloads_the_pinned_revisio
 
 RESOLVE = """
 import sys
+import time
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 try:
@@ -369,3 +372,89 @@ def test_a_cache_whose_content_has_not_all_arrived_is_not_used(tmp_path):
     assert set(engine.compiled) == set(cat.engine("vllm").compile_caches)
     # ... and this node, once ready, completes what the first one left incomplete
     assert (weights / "model-00001-of-00002.safetensors").is_file() and kernel.read_text() != "half"
+
+
+def _cache_config(tmp_path):
+    """A --cache service's rendered config (bucket: a local folder) and a maker of fresh nodes sharing it."""
+    from launcher import lifecycle
+
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=True,
+                                                                cache="s3://team-bucket/gptoss"))
+    bucket = tmp_path / "bucket"
+
+    def node(n: int) -> Node:
+        fresh = Node(tmp_path / f"node{n}", secrets={"VLLM_API_KEY": KEY},
+                     envs={**config["envs"], "GPTOSS_CACHE_DIR": str(bucket)})
+        assert fresh.bash(config["setup"]).returncode == 0
+        return fresh
+    return config, bucket / "compiled" / render.cache_key(recipe), node
+
+
+LATE = "triton/late topk/_topk_forward.cubin"  # where the stub's late kernel lands (NODESIM_LATE_KERNEL)
+
+
+def _restores_everything(node: Node, config: dict, compiled: Path) -> str:
+    """Run a fresh node on the cache: nothing compiled, not at start nor later; returns its log."""
+    run = node.bash(config["run"], extra={"NODESIM_ENGINE": "serve-for:1", "NODESIM_LATE_KERNEL": "0.3"})
+    assert run.returncode == 0 and "compiled kernels from the cache" in run.stdout, run.stdout
+    (engine,) = node.engine_calls()
+    assert engine.compiled == [] and not (node.state / "compiled-late").exists(), run.stdout
+    assert (node.home / "gptoss-sky/compile-cache" / LATE).is_file()
+    return run.stdout
+
+
+@pytest.mark.parametrize("stop", ["engine-exits", "idle-stop"])
+def test_a_kernel_compiled_after_ready_is_cached_when_the_engine_stops(tmp_path, stop):
+    """vLLM and Triton keep compiling after /health (first requests): what is compiled late still reaches the
+    cache once the engine ends, by itself or stopped by the idle watchdog, so the next replica has it."""
+    config, compiled, node = _cache_config(tmp_path)
+    first = node(1)
+    (first.state / "metrics").write_text("vllm:num_requests_running 0.0\nvllm:request_success_total 5.0\n")
+    ends = {"engine-exits": {"NODESIM_ENGINE": "serve-for:2"},
+            "idle-stop": {"NODESIM_ENGINE": "serve", "GPTOSS_IDLE_MINUTES": "1", "GPTOSS_IDLE_SECONDS": "2",
+                          "GPTOSS_WATCHDOG_POLL_SECONDS": "0"}}[stop]
+    run = first.bash(config["run"], extra={**ends, "NODESIM_LATE_KERNEL": "0.5"})
+    assert run.returncode == 0 and (first.state / "compiled-late").exists(), run.stdout
+    assert (compiled / LATE).is_file() and f" ./{LATE}\n" in (compiled / ".done").read_text()
+    assert phases(run.stdout)[-1] == "engine_exit"
+    _restores_everything(node(2), config, compiled)
+
+
+def test_replicas_add_kernels_to_one_folder_and_it_stays_complete(tmp_path):
+    """Replicas share the key folder: a second one adds its late kernel after the first one's manifest, a third
+    is still uploading a file it has not listed yet. The folder stays complete (every listed file is there
+    at its size) and a restore copies exactly the listed files."""
+    config, compiled, node = _cache_config(tmp_path)
+    assert node(1).bash(config["run"], extra={"NODESIM_ENGINE": "serve-for:0.5"}).returncode == 0
+    assert LATE not in (compiled / ".done").read_text()
+    second = node(2)
+    run = second.bash(config["run"], extra={"NODESIM_ENGINE": "serve-for:1.5", "NODESIM_LATE_KERNEL": "0.3"})
+    assert run.returncode == 0 and (second.state / "compiled-late").exists(), run.stdout
+    uploading = compiled / "triton" / "still uploading" / "kernel.cubin"
+    uploading.parent.mkdir(parents=True)
+    uploading.write_text("hal")  # a third replica's copy under way: present, short, in no manifest
+    _restores_everything(node(3), config, compiled)
+    assert not (tmp_path / "node3/home/gptoss-sky/compile-cache/triton/still uploading").exists()
+
+
+def test_a_periodic_sync_saves_a_late_kernel_before_a_preemption(tmp_path):
+    """While the engine serves, the compiled folder is synced every GPTOSS_CACHE_SYNC_SECONDS when it grew:
+    a spot preemption (everything killed -9, no exit path runs) loses nothing compiled before the last sync."""
+    config, compiled, node = _cache_config(tmp_path)
+    first = node(1)
+    proc = first.start(config["run"], extra={"NODESIM_ENGINE": "serve", "NODESIM_LATE_KERNEL": "0.3",
+                                             "GPTOSS_CACHE_SYNC_SECONDS": "1"})
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+                (compiled / ".done").exists() and LATE in (compiled / ".done").read_text()):
+            time.sleep(0.1)
+        assert proc.poll() is None and not (first.state / "engine-stopped").exists()  # still serving
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+    assert (first.state / "compiled-late").exists() and "phase engine_exit" not in log, log
+    assert (compiled / LATE).is_file() and f" ./{LATE}\n" in (compiled / ".done").read_text(), log
+    _restores_everything(node(2), config, compiled)
