@@ -956,9 +956,12 @@ def run_step(spec: list[str], ctx: dict) -> dict:
                  "started": time.strftime("%FT%TZ", time.gmtime())}
     node_env: dict = {}
     if mode in ("node-cold", "node-warm", "seeded"):
-        # A new node per step (fresh HOME: nothing compiled, nothing downloaded); the lane's bucket is the
-        # --cache bucket (GPTOSS_CACHE_DIR): emptied for node-cold, kept for node-warm, seeded for `seeded`.
-        home = ctx["lane_root"] / name
+        # A new node per step (an emptied HOME: nothing compiled, nothing downloaded) at the SAME path every
+        # step, as replicas of one service on one image share their HOME path: vLLM's torch.compile cache key
+        # holds the model's path under HOME, and FlashInfer's JIT rebuilds when its build folder moves (both
+        # missed in the 2026-11-30 run, which gave every step its own HOME). The lane's bucket is the --cache
+        # bucket (GPTOSS_CACHE_DIR): emptied for node-cold, kept for node-warm, seeded for `seeded`.
+        home = ctx["lane_root"] / "node"
         shutil.rmtree(home, ignore_errors=True)
         bucket = ctx["lane_root"] / "bucket"
         if mode == "node-cold":

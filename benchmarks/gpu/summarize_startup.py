@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Print STARTUP.md's tables from a two-lane start-up run's records (node_device.sh lanes).
+
+    python3 benchmarks/gpu/summarize_startup.py benchmarks/gpu/records/startup-2026-11-30
+
+Every number comes from the records: /health times from the driver (first 200 on 127.0.0.1), phase splits
+from the node's own `gptoss-sky phase` markers, torch.compile and CUDA-graph capture from vLLM's log lines,
+loads from `gptoss-sky bench --json`. Stdlib only."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+GRAPHS = re.compile(r"Profiling CUDA graph memory: (.*)$")
+SERVE = re.compile(r"vllm serve (.*?) >")
+
+
+def serve_args(run_sh: str) -> list[str]:
+    """The engine command's flags as `--flag value` items (values joined to their flag)."""
+    m = SERVE.search(run_sh)
+    items: list[str] = []
+    for word in (m.group(1).split() if m else []):
+        if word.startswith("--") or not items:
+            items.append(word)
+        else:
+            items[-1] += " " + word
+    return items
+
+
+def load(root: Path) -> list[dict]:
+    out = []
+    for rec_path in sorted(root.glob("lane*/r*/record.json")):
+        rec = json.loads(rec_path.read_text())
+        log = (rec_path.parent / "run.log").read_text()
+        m = next((GRAPHS.search(ln) for ln in log.splitlines() if GRAPHS.search(ln)), None)
+        rec["graphs_text"] = m.group(1).strip() if m else "?"
+        rec["lane_name"] = rec_path.parent.parent.name
+        out.append(rec)
+    return out
+
+
+def marker(rec: dict, name: str) -> float | None:
+    m = rec["phases"]["markers"].get(name)
+    return m["rel_s"] if m else None
+
+
+def span(rec: dict, a: str, b: str) -> str:
+    ta = 0.0 if a == "start" else marker(rec, a)
+    tb = rec["phases"].get("ready_s") if b == "ready" else marker(rec, b)
+    return "?" if ta is None or tb is None else f"{tb - ta:.0f}"
+
+
+def loads(rec: dict) -> tuple[str, str, str]:
+    first = rec.get("bench", {}).get("level", {})
+    second = rec.get("bench2", {}).get("level", {})
+    return (f"{first.get('output_tokens_per_s', 0):,.0f}", f"{second.get('output_tokens_per_s', 0):,.0f}",
+            f"{second.get('tpot_ms_p50', 0):.1f}")
+
+
+def engine(rec: dict, key: str) -> str:
+    v = rec["phases"]["engine_numbers"].get(key)
+    return "?" if v is None else f"{(v[0] if isinstance(v, list) else v):.0f}"
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    recs = load(root)
+    print("## Cold vs warm start, gpt-oss-20b default task (seconds from `bash run.sh`)\n")
+    print("| lane | start | /health | start->load | load->compile | compile->graphs | graphs->ready "
+          "| torch.compile | CUDA-graph capture | load 1 tok/s | load 2 tok/s | load 2 TPOT p50 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    by = {(r["lane_name"], r["step"]): r for r in recs}
+    ratios = []
+    for lane in sorted({r["lane_name"] for r in recs}):
+        cold, warm = by.get((lane, "r1")), by.get((lane, "r2"))
+        for rec, label in ((cold, "cold (empty bucket)"), (warm, "warm (bucket from cold)")):
+            if rec is None:
+                continue
+            print(f"| {lane} | {label} | **{rec['phases']['ready_s']:.0f}** | {span(rec, 'start', 'load')} | "
+                  f"{span(rec, 'load', 'compile')} | {span(rec, 'compile', 'graphs')} | {span(rec, 'graphs', 'ready')} | "
+                  f"{engine(rec, 'torch_compile_total_s')} | {engine(rec, 'graph_capture_s')} | "
+                  + " | ".join(loads(rec)) + " |")
+        if cold and warm:
+            ratios.append((lane, warm["phases"]["ready_s"] / cold["phases"]["ready_s"]))
+    print("\nwarm / cold: " + ", ".join(f"{lane} {r:.2f}" for lane, r in ratios) + "\n")
+
+    print("## Start-up flag cells (each from the default task's saved caches; rounds r2-r5, lanes swap cells)\n")
+    print("| cell | flags added | round/lane | /health s | graphs captured | capture s | torch.compile s "
+          "| load 1 tok/s | load 2 tok/s | load 2 TPOT p50 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    cells = [r for r in recs if r["step"] != "r1"]
+    default = serve_args((root / "lane0" / "r1" / "run.sh").read_text())
+    for rec in sorted(cells, key=lambda r: (r["model"] != "20b", r["model"], r["step"], r["lane_name"])):
+        changed = [a for a in serve_args((root / rec["lane_name"] / rec["step"] / "run.sh").read_text())
+                   if a not in default and not a.startswith("--port ")]  # lane 1 listens on 8001
+        flags = " ".join(changed) or "(default)"
+        print(f"| {rec['model']} | `{flags}` | {rec['step']}/{rec['lane_name']} | {rec['phases']['ready_s']:.0f} | "
+              f"{rec['graphs_text']} | {engine(rec, 'graph_capture_s')} | {engine(rec, 'torch_compile_total_s')} | "
+              + " | ".join(loads(rec)) + " |")
+
+
+if __name__ == "__main__":
+    main()
