@@ -191,7 +191,9 @@ class Node:
         self.bin = root / "bin"
         self.calls_dir = root / "calls"
         self.state = root / "state"
-        for d in (self.home, self.bin, self.calls_dir, self.state):
+        # the node's own /var/tmp/gptoss-sky (GPTOSS_NODE_ROOT): one per simulated node, as each machine has one
+        self.node_root = root / "var-tmp" / "gptoss-sky"
+        for d in (self.home, self.bin, self.calls_dir, self.state, self.node_root.parent):
             d.mkdir(parents=True, exist_ok=True)
         text = STUB.format(python=sys.executable)
         for tool in ("uv", "hf", "curl"):
@@ -209,6 +211,7 @@ class Node:
         env = {
             "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.home),
+            "GPTOSS_NODE_ROOT": str(self.node_root),
             "LANG": "C.UTF-8",
             "SKYPILOT_NUM_GPUS_PER_NODE": str(self.gpu_count),
             "SKYPILOT_NODE_RANK": "0",

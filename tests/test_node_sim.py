@@ -147,7 +147,8 @@ def test_the_key_reaches_the_engine_by_env_or_0600_file_and_never_argv_or_log(tm
         assert not any(KEY in a for a in call.argv), (call.name, call.argv)
     engine = node.engine_calls()[0]
     assert engine.env[secret] == KEY and engine.env["GPTOSS_KEY_ENV"] == secret
-    assert str(node.home / "gptoss-sky" / "guard") in engine.env["PYTHONPATH"].split(":")
+    assert str(node.node_root / "guard") in engine.env["PYTHONPATH"].split(":")  # the fixed path to ~/gptoss-sky
+    assert (node.node_root / "guard").resolve() == (node.home / "gptoss-sky" / "guard").resolve()
     header = node.home / "gptoss-sky" / "auth-header"
     assert oct(header.stat().st_mode & 0o777) == "0o600"
     assert header.read_text() == f"Authorization: Bearer {KEY}\n"
@@ -277,7 +278,11 @@ def test_the_model_resolves_offline_the_way_the_run_block_asks_for_it(tmp_path, 
     assert not (folder / "refs").exists()  # as `hf download --revision <commit>` leaves it
     env = {k: v for k, v in engine.env.items() if not k.startswith("NODESIM_")}
     env["PATH"] = os.environ["PATH"]  # this interpreter, with huggingface_hub, in place of the engine's
-    for rev, expected in ((revision, str(folder / "snapshots" / revision)), ("", "not found:")):
+    # the engine reaches the cache through the node's fixed path (its path is part of vLLM's compile key)
+    through = node.node_root / "hf-hub" / folder.name / "snapshots" / revision
+    assert engine.env["HF_HUB_CACHE"] == str(node.node_root / "hf-hub")
+    assert through.resolve() == (folder / "snapshots" / revision).resolve()
+    for rev, expected in ((revision, str(through)), ("", "not found:")):
         out = subprocess.run([sys.executable, "-c", RESOLVE, repo, rev], env=env, capture_output=True,
                              text=True, timeout=60)
         assert out.stdout.startswith(expected), (rev, out.stdout, out.stderr[-500:])
@@ -458,3 +463,71 @@ def test_a_periodic_sync_saves_a_late_kernel_before_a_preemption(tmp_path):
     assert (first.state / "compiled-late").exists() and "phase engine_exit" not in log, log
     assert (compiled / LATE).is_file() and f" ./{LATE}\n" in (compiled / ".done").read_text(), log
     _restores_everything(node(2), config, compiled)
+
+
+ENGINE_PATHS = ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE",
+                "HF_HUB_CACHE", "VIRTUAL_ENV", "PYTHONPATH")
+
+
+def test_nodes_with_different_homes_show_the_engine_the_same_paths(tmp_path):
+    """vLLM keys its torch.compile cache by the model's path and its source files' paths, and FlashInfer
+    rebuilds its kernels when their folder moves: a replica whose HOME differs (another cloud's image) missed
+    both on the GPU (benchmarks/gpu/STARTUP.md). Two nodes, HOMEs of different names and lengths, one fixed
+    node path (each machine has its own /var/tmp): the engine gets the same argv and the same cache, model
+    and venv paths, none under either HOME."""
+    from launcher import lifecycle
+
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=True,
+                                                                cache="s3://team-bucket/gptoss"))
+    fixed = tmp_path / "var-tmp" / "gptoss-sky"
+    fixed.parent.mkdir()
+    engines, homes = [], []
+    for n, name in ((1, "ubuntu"), (2, "gcpuser-longer")):
+        node = Node(tmp_path / f"node{n}" / name, secrets={"VLLM_API_KEY": KEY},
+                    envs={**config["envs"], "GPTOSS_CACHE_DIR": str(tmp_path / "bucket")})
+        extra = {"GPTOSS_NODE_ROOT": str(fixed), "NODESIM_ENGINE": "serve-for:0.3"}
+        assert node.bash(config["setup"], extra=extra).returncode == 0
+        run = node.bash(config["run"], extra=extra)
+        assert run.returncode == 0, run.stdout
+        (engine,) = node.engine_calls()
+        engines.append(engine)
+        homes.append(str(node.home))
+    first, second = engines
+    assert first.argv == second.argv
+    for var in ENGINE_PATHS:
+        assert first.env[var] == second.env[var], var
+        assert str(fixed) in first.env[var] and not any(h in first.env[var] for h in homes), (var, first.env[var])
+    assert second.compiled == []  # and the second node found the first one's kernels at those paths
+
+
+def test_a_node_path_held_by_another_user_falls_back_to_home(tmp_path):
+    """On a shared machine the fixed name may belong to someone else: the node keeps ~/gptoss-sky and runs."""
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "theirs").write_text("not ours")
+    run = node.bash(blocks["run"], extra={"GPTOSS_NODE_ROOT": str(held)})
+    assert run.returncode == 0, run.stdout
+    (engine,) = node.engine_calls()
+    assert engine.env["HF_HUB_CACHE"] == str(node.home / "gptoss-sky" / "hf-hub")
+    assert sorted(p.name for p in held.iterdir()) == ["theirs"]  # nothing of theirs touched, nothing added
+
+
+def test_uv_keeps_the_fixed_path_of_a_venv_made_through_it(tmp_path):
+    """The real installer: `uv venv` through the node's symlink writes that path into the venv (activate,
+    sys.prefix), so vLLM's source files are seen under it on every node, not under the HOME it points to."""
+    import uv
+
+    home = tmp_path / "home" / "gptoss-sky"
+    home.mkdir(parents=True)
+    link = tmp_path / "gptoss-sky"
+    link.symlink_to(home)
+    out = subprocess.run([uv.find_uv_bin(), "venv", "--offline", "--python", sys.executable, str(link / "vllm-venv")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    prefix = subprocess.run([str(link / "vllm-venv" / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+                            capture_output=True, text=True, timeout=60).stdout.strip()
+    assert prefix == str(link / "vllm-venv")
+    assert str(link / "vllm-venv") in (link / "vllm-venv" / "bin" / "activate").read_text()
