@@ -1178,6 +1178,9 @@ def main() -> None:
     ctx["base_env"] = {k: v for k, v in os.environ.items() if k not in ("VLLM_API_KEY", "OPENAI_API_KEY")}
     if args.lane is not None:
         ctx["base_env"]["CUDA_VISIBLE_DEVICES"] = str(lane)
+        # each lane is a machine of its own: its own fixed node path (one machine has one /var/tmp/gptoss-sky)
+        ctx["base_env"]["GPTOSS_NODE_ROOT"] = f"/var/tmp/gptoss-sky-lane{lane}" if not args.local \
+            else str(ctx["lane_root"] / "var-tmp-gptoss-sky")
         ctx["aside"] = ctx["lane_root"] / "aside"
     v = versions(ctx["site"])
     (ctx["out"] / "versions.json").write_text(json.dumps(v, indent=1))
