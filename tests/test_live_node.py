@@ -68,6 +68,7 @@ class NodeRunner(RecordingSky):
     def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down):
         super().launch(config, cluster_name, secrets=secrets, envs=envs, idle_minutes=idle_minutes, down=down)
         env = {"PATH": f"{self.stubs}:{os.environ['PATH']}", "HOME": str(self.home), "LANG": "C.UTF-8",
+               "GPTOSS_NODE_ROOT": str(self.home.parent / "var-tmp-gptoss-sky"),  # the node's own, not this machine's
                "SKYPILOT_NUM_GPUS_PER_NODE": "1", "STUB_LOG": str(self.home / "stub.log"),
                "REAL_CURL": "/usr/bin/curl", "ENGINE_URL": f"http://{self.endpoint_value}",
                "GPTOSS_POLL_SECONDS": "0.2", **{k: str(v) for k, v in (config.get("envs") or {}).items()},

@@ -140,7 +140,8 @@ def _written_key_file(tmp_path, key: str) -> "Path":
     (home / "gptoss-sky" / "sglang-venv" / "bin").mkdir(parents=True)
     (home / "gptoss-sky" / "sglang-venv" / "bin" / "activate").write_text("")
     result = subprocess.run(["bash", "-c", preamble], capture_output=True, text=True,
-                            env={"PATH": os.environ["PATH"], "HOME": str(home), "SGLANG_API_KEY": key})
+                            env={"PATH": os.environ["PATH"], "HOME": str(home), "SGLANG_API_KEY": key,
+                                 "GPTOSS_NODE_ROOT": str(tmp_path / "var-tmp-gptoss-sky")})  # not the real /var/tmp
     assert result.returncode == 0, result.stderr
     assert key not in result.stdout + result.stderr
     path = home / "gptoss-sky" / "sglang-auth.yaml"
