@@ -24,6 +24,7 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("start", "starting the engine"),
     ("load", "loading weights"),
     ("compile", "compiling"),
+    ("warmup", "warming up (profiling run, JIT kernels)"),
     ("graphs", "capturing CUDA graphs"),
     ("answering", "answering"),
     ("smoke", "smoke test"),
@@ -32,7 +33,8 @@ LABELS = dict(PHASES)
 
 # Node marker -> the display phase it begins (setup_done and engine_start both begin "start").
 MARKER_PHASE = {"install": "install", "download": "download", "setup_done": "start", "engine_start": "start",
-                "load": "load", "compile": "compile", "graphs": "graphs", "ready": "answering"}
+                "load": "load", "compile": "compile", "warmup": "warmup", "graphs": "graphs",
+                "ready": "answering"}
 MARKERS = frozenset(MARKER_PHASE) | {"engine_exit"}
 
 

@@ -531,3 +531,17 @@ def test_uv_keeps_the_fixed_path_of_a_venv_made_through_it(tmp_path):
                             capture_output=True, text=True, timeout=60).stdout.strip()
     assert prefix == str(link / "vllm-venv")
     assert str(link / "vllm-venv") in (link / "vllm-venv" / "bin" / "activate").read_text()
+
+
+def test_phases_from_a_real_vllm_log_split_compile_from_the_silent_warmup(tmp_path):
+    """vLLM 0.26.0's own log of a warm 20b start on an H200 (benchmarks/gpu/records/startup-2026-11-30), replayed
+    by the stub engine: the markers come in launch order, and `warmup` separates torch.compile (22 s there) from
+    the 117 s in which vLLM printed nothing before "Profiling CUDA graph memory"."""
+    node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
+    recorded = Path("benchmarks/gpu/records/startup-2026-11-30/lane0/r2/run.log").read_text().splitlines()
+    engine = [line.split(" ", 1)[1] for line in recorded if line.split(" ", 1)[1].startswith("(")]
+    log = "\n".join(engine[:next(i for i, line in enumerate(engine) if "Graph capturing finished" in line) + 1])
+    result = node.bash(blocks["run"], extra={"NODESIM_ENGINE": "exit:0", "NODESIM_ENGINE_LOG": log})
+    assert result.returncode == 0, result.stdout[-2000:]
+    names = [n for n in phases(result.stdout) if n in ("load", "compile", "warmup", "graphs")]
+    assert names == ["load", "compile", "warmup", "graphs"]
