@@ -20,10 +20,11 @@ seed; stop; restart with the cache kept (cold vs warm). Stdlib only (plus what t
         --queue /root/queue.txt
     node_proof.py local-check ...   (same, against stubs; see test_node_proof.sh)
 
-Queue lines: `STEP MODEL CACHE TASKS [EXTRA FLAGS...]`, CACHE cold|warm|warmall, TASKS joined by `+` from
-probes, smoke, bench, vbench, none. The queue file is re-read before each step, so it can be edited while
-the driver runs. `warm` keeps only vLLM's cache root (and caches the run block configures itself) and moves
-the machine's other compile caches aside; `warmall` keeps every cache on the machine.
+Queue lines: `STEP MODEL CACHE TASKS [EXTRA FLAGS...] [ENV:K=V...]`, CACHE cold|warm|warmall|node-cold|
+node-warm|seeded, TASKS joined by `+` from probes, smoke, bench, bench2, vbench, none. The queue file is re-read
+before each step, so it can be edited while the driver runs. `warm` keeps only vLLM's cache root (and caches the
+run block configures itself) and moves the machine's other compile caches aside; `warmall` keeps every cache on
+the machine. node-cold/node-warm/seeded: a new node with the lane's --cache bucket (see run_step; --lane).
 """
 
 from __future__ import annotations
@@ -944,7 +945,10 @@ def served_name(run_script: str, model: str) -> str:
 
 def run_step(spec: list[str], ctx: dict) -> dict:
     name, model, mode, tasks = spec[:4]
-    flags = spec[4:]
+    # ENV:K=V items are environment for the run block (as `gptoss-sky up --env K=V` gives SkyPilot's job);
+    # the rest are engine flags added to the rendered command
+    flags = [f for f in spec[4:] if not f.startswith("ENV:")]
+    step_env = dict(f[4:].split("=", 1) for f in spec[4:] if f.startswith("ENV:"))
     tasks_l = [t for t in tasks.split("+") if t and t != "none"]
     rundir = ctx["out"] / name
     rundir.mkdir(parents=True, exist_ok=True)
@@ -952,6 +956,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
     home = Path(f"/root/node-{model}") if not ctx["local"] else ctx["out"] / f"home-{model}"
     key = ctx["key"]
     rec: dict = {"step": name, "model": model, "cache": mode, "tasks": tasks_l, "extra_flags": flags,
+                 "extra_env": step_env,
                  "lane": ctx["lane"], "port": PORT, "barrier": ctx.get("barrier_info"),
                  "started": time.strftime("%FT%TZ", time.gmtime())}
     node_env: dict = {}
@@ -999,6 +1004,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
     run_script = with_port(add_flags(yaml_block(yaml_text, "run"), flags), PORT)
     env = skypilot_env(ctx["base_env"], yaml_text, home, key)
     env.update(node_env)
+    env.update(step_env)
     if not port_free(30):
         rec["error"] = f"port {PORT} still answering before start"
         return rec
