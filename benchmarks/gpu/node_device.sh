@@ -17,6 +17,14 @@ put() {  # copy a chunk under a temporary name first: the extractor waits for th
   cp ".vllm-stage/$1/part-a$2" "$STAGE/part-a$2.tmp" && mv "$STAGE/part-a$2.tmp" "$STAGE/part-a$2"
 }
 
+last_chunk() {  # chunk c, a copy of the repository for the driver, then wait until vLLM is extracted
+  put c c || return 1
+  rm -rf "$DRV" && mkdir -p "$DRV" && tar --exclude=./.vllm-stage --exclude=./.whl -cf - . | tar -xf - -C "$DRV"
+  local t=$SECONDS
+  while [ ! -f /root/site.done ] && [ ! -f /root/site.failed ] && [ $((SECONDS - t)) -lt 300 ]; do sleep 1; done
+  echo "extraction waited $((SECONDS - t)) s"; cat /root/extract.log; [ -f /root/site.done ]
+}
+
 pack() {
   cat "$RES/summary.txt" 2>/dev/null
   tail -n 60 "$RES/driver.log" 2>/dev/null
@@ -59,21 +67,15 @@ for m in ("click","rich","jinja2","httpx","yaml","openai","prometheus_client","t
 stage2)
   put b b && ls -la "$STAGE" && cat /root/extract.log ;;
 stage3)
-  put c c || exit 1
+  last_chunk || exit 1
   cp .gpu-stage/queue.txt /root/queue.txt
-  rm -rf "$DRV" && mkdir -p "$DRV" && tar --exclude=./.vllm-stage --exclude=./.whl -cf - . | tar -xf - -C "$DRV"
-  t=$SECONDS; while [ ! -f /root/site.done ] && [ ! -f /root/site.failed ] && [ $((SECONDS - t)) -lt 300 ]; do sleep 1; done
-  echo "extraction waited $((SECONDS - t)) s"; cat /root/extract.log; [ -f /root/site.done ] || exit 1
   cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
       --stage "$STAGE" --site "$SITE" --out "$RES" --queue /root/queue.txt > "$RES/driver.log" 2>&1 < /dev/null &
   poll "${2:-420}" ;;
 poll)
   poll "$2" ;;
 lanes)
-  put c c || exit 1
-  rm -rf "$DRV" && mkdir -p "$DRV" && tar --exclude=./.vllm-stage --exclude=./.whl -cf - . | tar -xf - -C "$DRV"
-  t=$SECONDS; while [ ! -f /root/site.done ] && [ ! -f /root/site.failed ] && [ $((SECONDS - t)) -lt 300 ]; do sleep 1; done
-  echo "extraction waited $((SECONDS - t)) s"; cat /root/extract.log; [ -f /root/site.done ] || exit 1
+  last_chunk || exit 1
   t=$SECONDS; python3 -m compileall -q -j 0 /root/site > /root/compileall.log 2>&1; echo "compileall $((SECONDS - t)) s rc=$?"
   nvidia-smi -L
   for l in 0 1; do
