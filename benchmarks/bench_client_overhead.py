@@ -10,9 +10,9 @@ in chunked transfer encoding like uvicorn/vLLM. It records when it really wrote 
 
 Clients, each running the same closed loop (N workers, each sends its next request when the previous
 ends), after a warm-up wave that opens the connections:
-  raw (gptoss-sky default)   launcher.bench.run_level with launcher.rawstream (kernel RX timestamps)
+  raw (gptoss-sky default)   launcher.verify.bench.run_level with launcher.verify.rawstream (kernel RX timestamps)
   raw (read-time stamps)      the same with perf_counter() taken in the read callback instead
-  httpx (named baseline)     launcher.bench.run_level with the httpx client (`--client httpx`)
+  httpx (named baseline)     launcher.verify.bench.run_level with the httpx client (`--client httpx`)
   openai AsyncOpenAI         a plain streaming loop over the openai SDK, max_retries=0
 
 Two arrival patterns per level:
@@ -46,8 +46,8 @@ from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launcher import bench as bench_lib  # noqa: E402
-from launcher import rawstream  # noqa: E402
+from launcher.verify import bench as bench_lib  # noqa: E402
+from launcher.verify import rawstream  # noqa: E402
 
 # -- the server (child process) -------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Deployment lifecycle: plan -> render -> launch -> wait -> smoke; scale, status, endpoint, down.
 
 Talks to SkyPilot only through a `skyapi.SkyClient` (injected, so tests pass a recording fake), and
-keeps a local record per deployment (launcher.state) written *before* anything is launched, so an
+keeps a local record per deployment (launcher.sky.state) written *before* anything is launched, so an
 interrupted or failed launch is always visible to `status` and removable with `down`.
 """
 
@@ -15,13 +15,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
-from launcher import render, state
-from launcher import watch as watch_mod
-from launcher.catalog import Catalog, Model
+from launcher.node import render
+
+from launcher.sky import state
+from launcher.sky import watch as watch_mod
+from launcher.plan.catalog import Catalog, Model
 from launcher.errors import (EndpointError, GptossSkyError, LaunchFailedError, NotFoundError, SkyError,
                              StateError, UnknownDeploymentError, UserError)
-from launcher.plan import Plan
-from launcher.recipes import Recipe
+from launcher.plan.offers import Plan
+from launcher.plan.recipes import Recipe
 
 Progress = Callable[[str], None]
 LB_TIMEOUT_S = 600  # a READY service's load balancer answers within this, or something is wrong
@@ -291,7 +293,7 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
     service["replica_policy"] = policy
     config["service"] = service
     key = state.read_record_key(record)
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     # The update replaces the service's task: its --env/--secret go again, or new replicas lack them.
     missing = [n for n in record.user_secrets if not os.environ.get(n)]
@@ -448,7 +450,7 @@ def endpoint(client: Any, name: str) -> str:
 
 def connection_for(name: str, client: Any | None = None) -> Connection:
     """Endpoint, key, model and price of a deployment gptoss-sky launched."""
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     name = state.validate_name(name)
     record = state.load(name)

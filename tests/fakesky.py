@@ -1,4 +1,4 @@
-"""FakeSky: a stand-in for launcher.skyapi.SkyClient where SkyPilot would reach a cloud.
+"""FakeSky: a stand-in for launcher.sky.skyapi.SkyClient where SkyPilot would reach a cloud.
 
 Its answers where no cloud is needed (nothing launched, unknown names, no serve controller, no enabled
 cloud) are checked against a real SkyPilot API server by tests/test_sky_contract.py, with one test body
@@ -27,7 +27,7 @@ import time
 from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
-from launcher import skyapi
+from launcher.sky import skyapi
 from launcher.errors import GptossSkyError, NoCloudError, NotFoundError, SkyError
 
 ME = {"user_hash": "f00dcafe", "user_name": "me"}

@@ -1,4 +1,4 @@
-"""launcher/bench.py and `gptoss-sky bench`, against the fake server's timed /v1/completions stream."""
+"""launcher/verify/bench.py and `gptoss-sky bench`, against the fake server's timed /v1/completions stream."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import pytest
 from openai_server import API_KEY, MODEL, FakeServer
 
-from launcher import bench as bench_lib
+from launcher.verify import bench as bench_lib
 
 TTFT_S = 0.05
 ITL_S = 0.01
@@ -170,9 +170,9 @@ def test_cli_rejects_bad_concurrency() -> None:
     assert "comma-separated integers" in result.stderr
 
 
-# -- the raw client (launcher/rawstream.py, the default) and the httpx baseline ---------------------
+# -- the raw client (launcher/verify/rawstream.py, the default) and the httpx baseline ---------------------
 
-from launcher import rawstream  # noqa: E402
+from launcher.verify import rawstream  # noqa: E402
 from openai_server import unused_url  # noqa: E402
 from clitools import invoke  # noqa: E402
 

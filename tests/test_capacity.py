@@ -7,7 +7,9 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from launcher import capacity, catalog
+from launcher.plan import capacity
+
+from launcher.plan import catalog
 from launcher.cli import cli
 
 GIB = 1024**3
@@ -167,7 +169,7 @@ def test_bad_input_is_one_line_exit_2_no_traceback(args, needle):
     ],
 )
 def test_planner_matches_vllm_0_26_on_h200_within_2_percent(cat, model, profile, changed, printed, kv_gib):
-    from launcher import recipes
+    from launcher.plan import recipes
 
     m, g = cat.model(model), cat.gpu("H200")
     options = {} if profile == "bare" else recipes.engine_options(cat.engine(), m, g, 1, profile)[0]
@@ -182,7 +184,7 @@ def test_every_decode_batch_of_a_profile_is_captured_as_a_cuda_graph(cat, profil
     """A profile's CUDA-graph capture size trades start-up time (capture: 12-17 s at 512, 30-32 s at 2048 on an
     H200, benchmarks/gpu/STARTUP.md) against decode speed; it may shrink only while every decode batch the
     profile allows (max_num_seqs sequences) still runs as a captured graph."""
-    from launcher import recipes
+    from launcher.plan import recipes
 
     m, g = cat.model("20b"), cat.gpu("H200")
     options = recipes.engine_options(cat.engine(), m, g, 1, profile)[0]

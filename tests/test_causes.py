@@ -18,8 +18,8 @@ import trustme
 from openai_server import API_KEY, MODEL, FakeServer, unused_url
 
 from clitools import invoke
-from launcher import bench as bench_lib
-from launcher import smoke as smoke_lib
+from launcher.verify import bench as bench_lib
+from launcher.verify import smoke as smoke_lib
 from launcher.errors import EndpointError
 
 DNS_FAILS = "http://nonexistent.invalid:8000"  # RFC 6761: .invalid never resolves

@@ -9,7 +9,10 @@ import os
 import pytest
 
 from clitools import invoke
-from launcher import catalog, doctor, skyapi, state
+from launcher.plan import catalog
+from launcher.operate import doctor
+from launcher.sky import skyapi
+from launcher.sky import state
 from openai_server import unused_url
 
 

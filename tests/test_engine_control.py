@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from clitools import invoke
-from launcher import capacity, catalog, engine_control, plan as plan_mod, recipes, skyapi, state
+from launcher.plan import capacity
+from launcher.plan import catalog
+from launcher.plan import engine_control
+from launcher.plan import offers as plan_mod
+from launcher.plan import recipes
+from launcher.sky import skyapi
+from launcher.sky import state
 from test_lifecycle import RecordingSky, openai_ok, seeded  # noqa: F401 - fixtures
 
 

@@ -1,4 +1,4 @@
-"""launcher/evals.py and `gptoss-sky eval`: reference table, pass rule, output parsing, wiring."""
+"""launcher/verify/evals.py and `gptoss-sky eval`: reference table, pass rule, output parsing, wiring."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from openai_server import API_KEY, FakeServer
 
-from launcher import evals as evals_lib
+from launcher.verify import evals as evals_lib
 from launcher.errors import CatalogError, UserError
 from clitools import invoke  # noqa: E402
 

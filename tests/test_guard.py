@@ -1,4 +1,4 @@
-"""The key on every route: launcher/guard.py in front of real servers on 127.0.0.1.
+"""The key on every route: launcher/node/guard.py in front of real servers on 127.0.0.1.
 
 The apps expose the engines' real route lists (tests/fixtures/*-routes.txt, made by make_routes.py from
 vLLM 0.32.0's own app and SGLang 0.5.23's source); the guard is added the way each engine gets it on the
@@ -26,7 +26,13 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from launcher import catalog, guard, recipes, render
+from launcher.plan import catalog
+
+from launcher.node import guard
+
+from launcher.plan import recipes
+
+from launcher.node import render
 from loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from clitools import invoke
-from launcher import catalog, plan, skyapi
+from launcher.plan import catalog
+from launcher.plan import offers as plan
+from launcher.sky import skyapi
 
 CONTEXT = "gpu-ctx"
 

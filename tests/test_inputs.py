@@ -21,7 +21,17 @@ def tripwires(monkeypatch):
     """Anything past argument validation raises: pricing, infra lookups, SkyPilot, requests."""
     import sky  # noqa: F401  (imported once here, so the time bound below measures validation only)
 
-    from launcher import bench, evals, lifecycle, plan, skyapi, smoke
+    from launcher import lifecycle
+
+    from launcher.verify import bench
+
+    from launcher.verify import evals
+
+    from launcher.plan import offers as plan
+
+    from launcher.sky import skyapi
+
+    from launcher.verify import smoke
 
     def tripped(*args, **kwargs):
         raise AssertionError("got past argument validation")
@@ -212,7 +222,7 @@ def test_every_command_and_numeric_option_is_covered():
 
 def test_plan_without_offers_exits_2_with_and_without_json(monkeypatch):
     """`plan --json` used to print [] with exit 0 where the table exits 2."""
-    from launcher import plan
+    from launcher.plan import offers as plan
 
     monkeypatch.setattr(plan, "_rows", lambda names, clouds: ([], [], []))
     table = invoke("plan", "20b", "--clouds", "lambda")

@@ -13,7 +13,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher import catalog, lifecycle, plan, render, skyapi, state
+from launcher import lifecycle
+
+from launcher.plan import catalog
+
+from launcher.plan import offers as plan
+
+from launcher.node import render
+
+from launcher.sky import skyapi
+
+from launcher.sky import state
 from launcher.cli import cli
 from fakesky import FakeSky, Script
 from launcher.errors import SkyError, UnknownDeploymentError
@@ -77,7 +87,7 @@ def seeded(isolated_env, monkeypatch):
 
 
 def cheapest_fitting_by_hand(rows, fits):
-    """Independent of launcher.plan: cheapest row whose (GPU, count) is in `fits`."""
+    """Independent of launcher.plan.offers: cheapest row whose (GPU, count) is in `fits`."""
     ok = [r for r in rows if (r[1], r[2]) in fits]
     return min(ok, key=lambda r: r[5])
 

@@ -19,7 +19,11 @@ from clitools import invoke
 from openai_server import API_KEY
 from test_lifecycle import RecordingSky, seeded  # noqa: F401 - seeded is a fixture
 
-from launcher import skyapi, state, watch
+from launcher.sky import skyapi
+
+from launcher.sky import state
+
+from launcher.sky import watch
 
 STUBS = {
     "nvidia-smi": 'echo "NVIDIA A100-SXM4-40GB"\n',

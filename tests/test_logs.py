@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from clitools import invoke
-from launcher import skyapi, state
+from launcher.sky import skyapi
+from launcher.sky import state
 from launcher.errors import NotFoundError
 
 
 class _Sky:
-    """SkyClient's log calls as their docstrings in launcher/skyapi.py specify: iterators of lines."""
+    """SkyClient's log calls as their docstrings in launcher/sky/skyapi.py specify: iterators of lines."""
 
     def __init__(self, replicas=(), gone=False):
         self.calls = []

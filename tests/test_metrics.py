@@ -9,7 +9,10 @@ import math
 import pytest
 
 from clitools import invoke
-from launcher import catalog, metrics, skyapi, state
+from launcher.plan import catalog
+from launcher.operate import metrics
+from launcher.sky import skyapi
+from launcher.sky import state
 from launcher.errors import SkyError
 from metrics_server import MetricsServer, fixture
 from openai_server import unused_url

@@ -12,7 +12,11 @@ import pytest
 import yaml
 
 from clitools import invoke
-from launcher import catalog, recipes, render, skyapi, throughput
+from launcher.plan import catalog
+from launcher.plan import recipes
+from launcher.node import render
+from launcher.sky import skyapi
+from launcher.plan import throughput
 from launcher.errors import CatalogError
 
 

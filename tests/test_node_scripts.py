@@ -17,7 +17,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher import catalog, lifecycle, recipes, render
+from launcher import lifecycle
+
+from launcher.plan import catalog
+
+from launcher.plan import recipes
+
+from launcher.node import render
 from launcher.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launcher import catalog, recipes, render
+from launcher.plan import catalog
+
+from launcher.plan import recipes
+
+from launcher.node import render
 from nodesim import Node, phases
 from test_node_scripts import NVIDIA_SMI_NAMES
 
@@ -158,7 +162,7 @@ def test_the_key_reaches_the_engine_by_env_or_0600_file_and_never_argv_or_log(tm
         assert engine.argv[:3] == ["-m", "gptoss_guard", "sglang.launch_server"]
     else:
         assert engine.argv[-2:] == ["--middleware", "gptoss_guard.Guard"]
-    # setup wrote the guard the engine imports, byte for byte launcher/guard.py
+    # setup wrote the guard the engine imports, byte for byte launcher/node/guard.py
     assert (node.home / "gptoss-sky" / "guard" / "gptoss_guard.py").read_text() == render.guard_source() + "\n"
 
 
@@ -292,7 +296,8 @@ def test_a_second_start_with_the_cache_downloads_and_compiles_nothing(tmp_path):
     """--cache: a local folder stands in for the bucket SkyPilot mounts (GPTOSS_CACHE_DIR). The first node
     downloads and compiles, then writes both once it is ready; a fresh second node (another replica of the
     same service) finds them: no `hf download`, no kernel compiled, the model still resolves."""
-    from launcher import lifecycle, skyapi
+    from launcher import lifecycle
+    from launcher.sky import skyapi
 
     cat = catalog.load()
     recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)

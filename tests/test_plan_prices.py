@@ -9,7 +9,9 @@ import pytest
 
 from clitools import invoke
 from fakesky import FakeSky
-from launcher import catalog, plan, skyapi
+from launcher.plan import catalog
+from launcher.plan import offers as plan
+from launcher.sky import skyapi
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def test_snapshot_is_read_once_then_from_the_cache(counted_reader):
     lambda text: text.replace('"sha256": "', '"sha256": "0', 1),         # stale: the snapshot changed
 ])
 def test_a_corrupt_or_half_written_cache_is_rebuilt(counted_reader, damage):
-    from launcher import state
+    from launcher.sky import state
 
     good = _plan(clouds=["lambda"])
     path = state.home() / "cache" / "price-snapshot.json"
@@ -61,7 +63,7 @@ def test_a_corrupt_or_half_written_cache_is_rebuilt(counted_reader, damage):
 
 
 def test_a_cache_folder_that_cannot_be_written_is_only_slower(counted_reader):
-    from launcher import state
+    from launcher.sky import state
 
     (state.home()).mkdir(parents=True, exist_ok=True)
     (state.home() / "cache").write_text("a file where the cache folder should be")
@@ -145,7 +147,9 @@ def test_gcp_is_priced_offline_as_skypilots_optimizer_prices_it(gcp_seeded, monk
     for the same task (GPU plus host VM), in the same region."""
     import yaml
 
-    from launcher import lifecycle, render
+    from launcher import lifecycle
+
+    from launcher.node import render
 
     cat = catalog.load()
     with monkeypatch.context() as m:  # plan as on a machine with no GCP catalog cached: from the snapshot

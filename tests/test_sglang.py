@@ -7,7 +7,15 @@ import json
 import yaml
 from click.testing import CliRunner
 
-from launcher import capacity, catalog, recipes, render, skyapi
+from launcher.plan import capacity
+
+from launcher.plan import catalog
+
+from launcher.plan import recipes
+
+from launcher.node import render
+
+from launcher.sky import skyapi
 from launcher.cli import cli
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fakesky import FakeSky
-from launcher import skyapi
+from launcher.sky import skyapi
 from launcher.errors import GptossSkyError, NoCloudError, NotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_a_service_in_a_terminal_state_ends_the_wait_at_once_with_the_cause(scri
     """Issue 10: a failed controller or a service left with no replica was waited on for an hour."""
     import time
 
-    from launcher import watch
+    from launcher.sky import watch
     from launcher.errors import LaunchFailedError
 
     sky = FakeSky()

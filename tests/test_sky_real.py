@@ -17,7 +17,8 @@ import pytest
 
 import skyserver
 from fakesky import FakeSky
-from launcher import skyapi, state
+from launcher.sky import skyapi
+from launcher.sky import state
 from launcher.errors import NoCloudError, NotFoundError, SkyError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""launcher/smoke.py and `gptoss-sky smoke`, against the fake vLLM server and its faults."""
+"""launcher/verify/smoke.py and `gptoss-sky smoke`, against the fake vLLM server and its faults."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 from openai_server import API_KEY, MODEL, FakeServer, unused_url
 
-from launcher import smoke as smoke_lib
+from launcher.verify import smoke as smoke_lib
 from clitools import invoke  # noqa: E402
 
 FAST = {"timeout": 1.0, "request_timeout": 2.0, "poll_interval": 0.05}
@@ -119,7 +119,7 @@ def test_auth_probe_covers_every_route_of_both_engines_and_runs_nothing(server: 
     server.config.faults = {"no_auth"}
     report = run(server)
     probed = {r.split(" (")[0] for r in report.check("auth").metrics["answered_without_key"]}
-    from launcher import catalog
+    from launcher.plan import catalog
 
     for engine in catalog.load().engines.values():
         for method, paths in engine.guarded_paths.items():
@@ -166,7 +166,7 @@ def test_guarded_paths_cover_the_engines_real_route_lists(engine: str) -> None:
 def test_catalog_refuses_the_health_path_among_guarded_paths(tmp_path) -> None:
     import shutil
 
-    from launcher import catalog
+    from launcher.plan import catalog
     from launcher.errors import CatalogError
 
     root = tmp_path / "catalogs"
@@ -309,10 +309,10 @@ def test_auth_passes_behind_the_nodes_guard_and_names_what_the_bare_engine_leave
     engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The engine's real route table (tests/fixtures/*-routes.txt), once bare and once behind
-    # launcher/guard.py as the node runs it: smoke's auth check must tell the two apart.
+    # launcher/node/guard.py as the node runs it: smoke's auth check must tell the two apart.
     from test_guard import KEY, Served, engine_app
 
-    from launcher import guard
+    from launcher.node import guard
 
     monkeypatch.setenv("GPTOSS_KEY_ENV", "GPTOSS_TEST_KEY")
     monkeypatch.setenv("GPTOSS_TEST_KEY", KEY)

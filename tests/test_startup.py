@@ -7,7 +7,13 @@ import shutil
 import pytest
 import yaml
 
-from launcher import catalog, recipes, render, startup
+from launcher.plan import catalog
+
+from launcher.plan import recipes
+
+from launcher.node import render
+
+from launcher.plan import startup
 from launcher.errors import CatalogError
 
 
@@ -122,7 +128,7 @@ def test_plan_shows_the_time_to_ready_next_to_the_price():
 
     from rich.console import Console
 
-    from launcher import plan as plan_mod
+    from launcher.plan import offers as plan_mod
     from launcher.cli import deploy
 
     cat = catalog.load()

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from clitools import invoke
-from launcher import catalog, lifecycle, render, state
+from launcher import lifecycle
+from launcher.plan import catalog
+from launcher.node import render
+from launcher.sky import state
 from launcher.errors import NotFoundError, SkyError, StateError, UserError
 from test_lifecycle import RecordingSky, openai_ok  # noqa: F401  (openai_ok is a fixture)
 
@@ -47,7 +50,7 @@ class Sky(RecordingSky):
 
 @pytest.fixture
 def sky(monkeypatch):
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     fake = Sky()
     monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
@@ -257,7 +260,7 @@ class Interrupting(Sky):
 @pytest.mark.parametrize("phase, may_exist", [("before", False), ("launch", True), ("wait", True)])
 def test_ctrl_c_at_each_phase_leaves_a_record_that_says_what_may_exist_and_down_removes_it(
         sky, openai_ok, phase, may_exist, monkeypatch):
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     cat = catalog.load()
     fake = Interrupting(phase, openai_ok)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clitools import invoke
-from launcher import state
+from launcher.sky import state
 from launcher.errors import NotFoundError
 
 NAMES = ["gptoss-a", "gptoss-b", "gptoss-svc-c"]
@@ -213,7 +213,7 @@ def _allowed_deletions(args, before_records: set[str], world) -> set[str]:
 
 
 def check(args, world):
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     with tempfile.TemporaryDirectory(prefix="gptoss-fuzz-") as tmp:
         root = Path(tmp)

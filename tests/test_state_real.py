@@ -9,7 +9,7 @@ import json
 import time
 
 from clitools import invoke
-from launcher import state
+from launcher.sky import state
 
 
 def _record(name: str, kind: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from launcher import catalog, throughput
+from launcher.plan import catalog
+
+from launcher.plan import throughput
 
 
 @pytest.fixture(scope="module")

@@ -623,8 +623,8 @@ class MetricsSampler:
 
 
 class StatusPoller:
-    """What `gptoss-sky status` shows, read the way it reads it (launcher.metrics.read_many: two scrapes
-    `window_s` apart with the key), over and over while the bench runs. Skipped when launcher.metrics is
+    """What `gptoss-sky status` shows, read the way it reads it (launcher.operate.metrics.read_many: two scrapes
+    `window_s` apart with the key), over and over while the bench runs. Skipped when launcher.operate.metrics is
     not importable here."""
 
     def __init__(self, key: str, cwd: Path, window_s: float = 2.0) -> None:
@@ -634,11 +634,12 @@ class StatusPoller:
         self.stop_flag = threading.Event()
         try:
             sys.path.insert(0, str(cwd))
-            from launcher import catalog, metrics  # noqa: PLC0415
+            from launcher.plan import catalog  # noqa: PLC0415
+            from launcher.operate import metrics
             self.metrics = metrics
             self.engines = list(catalog.load().engines.values())
         except Exception as exc:  # noqa: BLE001
-            self.metrics, self.error = None, f"launcher.metrics not usable: {exc!r}"
+            self.metrics, self.error = None, f"launcher.operate.metrics not usable: {exc!r}"
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> "StatusPoller":

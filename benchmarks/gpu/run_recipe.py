@@ -6,7 +6,7 @@ dummy-weights run (same flags; model positional -> local shapes dir; --revision 
 --load-format dummy; --tokenizer TOK; $SKYPILOT_NUM_GPUS_PER_NODE -> 1), starts it detached, waits for
 /health, parses the memory lines vLLM prints at startup, runs the fixed load with `vllm bench serve`
 (random 1024 in / 512 out, --ignore-eos) at several concurrencies, optionally runs
-`gptoss-sky bench` (launcher/bench.py) side by side, writes one JSON record per run and stops the server.
+`gptoss-sky bench` (launcher/verify/bench.py) side by side, writes one JSON record per run and stops the server.
 
 Stdlib only (plus vLLM and torch on the GPU machine). See README.md beside this file.
 
@@ -290,7 +290,7 @@ def main() -> None:
         p.add_argument("--load", default=DEFAULT_LOAD, help="concurrency:num_prompts,...")
         p.add_argument("--startup-timeout", type=int, default=900)
         p.add_argument("--launcher-bench", choices=("auto", "yes", "no"), default="auto",
-                       help="also run `python3 -m launcher.cli bench` (auto: if launcher/bench.py exists)")
+                       help="also run `python3 -m launcher.cli bench` (auto: if launcher/verify/bench.py exists)")
         if mode == "one":
             p.add_argument("--name", required=True)
             p.add_argument("--cmd", required=True, help="one `vllm serve ...` line as gptoss-sky renders it")
@@ -305,7 +305,7 @@ def main() -> None:
         print(shlex.join(to_dummy_command(args.cmd, args.stage)))
         return
     repo = Path(__file__).resolve().parents[2]
-    lb = args.launcher_bench == "yes" or (args.launcher_bench == "auto" and (repo / "launcher/bench.py").exists())
+    lb = args.launcher_bench == "yes" or (args.launcher_bench == "auto" and (repo / "launcher/verify/bench.py").exists())
     gpu = torch_total_gib()
     print(f"GPU: {gpu}; launcher bench: {lb}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

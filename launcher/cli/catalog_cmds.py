@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from launcher import capacity as capacity_mod
-from launcher import catalog as catalog_mod
-from launcher import recipes, render as render_mod
+from launcher.plan import capacity as capacity_mod
+from launcher.plan import catalog as catalog_mod
+from launcher.plan import recipes
+from launcher.node import render as render_mod
 from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stdout
 from launcher.errors import UserError
 
@@ -102,7 +103,7 @@ def render(check, engine_commands, root, no_validate, engine):
         return 0
     rendered = {path: render_mod.render_text(catalog, d) for path, d in deployments.items()}
     if not no_validate:
-        from launcher import skyapi
+        from launcher.sky import skyapi
 
         import yaml
 

@@ -9,8 +9,11 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from launcher import catalog as catalog_mod
-from launcher import lifecycle, phases as phases_mod, plan as plan_mod, render, state
+from launcher.plan import catalog as catalog_mod
+from launcher import lifecycle, phases as phases_mod
+from launcher.plan import offers as plan_mod
+from launcher.node import render
+from launcher.sky import state
 from launcher.cli._common import (check_host_port, json_option, non_negative_int, parse_gpu_spec,
                                   positive_int, positive_number, print_json, stderr, stdout, table_console)
 from launcher.errors import GptossSkyError, NoCloudError, SkyError, UserError
@@ -71,7 +74,7 @@ def _resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_ve
 
     Bad input fails here in well under a second, as one line naming the option and what is allowed.
     """
-    from launcher import engine_control
+    from launcher.plan import engine_control
 
     catalog, notes = engine_control.apply(catalog_mod.load(), engine, engine_version, engine_args)
     for note in notes if not quiet else ():
@@ -189,7 +192,7 @@ def launch_options(func):
 
 
 def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, envs=(), secrets=(), **service):
-    from launcher import engine_control
+    from launcher.plan import engine_control
 
     cache = plan_args.pop("cache", None)
     cache = render.check_cache_uri(cache) if cache is not None else None  # bad input: before pricing
@@ -211,7 +214,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     deployment = lifecycle.deployment_for(full_name, recipes, service=kind == "service", image=image, spot=spot,
                                           infra=infra, cache=cache, **service)
     text = render.render_text(catalog, deployment)
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     skyapi.task_from_config(yaml.safe_load(text), secrets={recipes[0].engine.api_key_env: "dry-run-placeholder"})
     if not json_:
@@ -297,7 +300,7 @@ def _progress(json_):
 
 def _smoke_runner(json_):
     """The smoke test lifecycle runs once the model answers; keeps the report for printing."""
-    from launcher import smoke as smoke_mod
+    from launcher.verify import smoke as smoke_mod
 
     def run(endpoint, key, model):
         report = smoke_mod.smoke(endpoint, key, model)
@@ -473,7 +476,7 @@ def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallb
 @json_option
 def scale(name, replicas, min_replicas, max_replicas, target_qps, json_):
     """Change a service's replicas (rolling update through SkyServe)."""
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     name = state.validate_name(name)
     if replicas is not None and (min_replicas is not None or max_replicas is not None or target_qps is not None):
@@ -499,7 +502,7 @@ def scale(name, replicas, min_replicas, max_replicas, target_qps, json_):
 def status(names, watch, interval, window, no_metrics, json_):
     """Deployments this tool launched: live state, price, cost so far, and the engine's own numbers
     (generation tokens/s, requests running/waiting, KV-cache use, TTFT/TPOT p50, prefix-cache hits)."""
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     if watch and json_:
         raise UserError("--watch refreshes a table; it does not combine with --json")
@@ -513,7 +516,7 @@ def status(names, watch, interval, window, no_metrics, json_):
     def rows():
         found = lifecycle.status(client, wanted)
         if not no_metrics:
-            from launcher import metrics
+            from launcher.operate import metrics
 
             metrics.attach(found, list(catalog_mod.load().engines.values()), window_s=window,
                            endpoint_of=lambda name: lifecycle.endpoint(client, name), memory=memory)
@@ -587,7 +590,7 @@ def _status_table(rows, with_metrics):
 @click.argument("name")
 def endpoint(name):
     """Print only the endpoint URL of NAME (http://host:port)."""
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     name = state.validate_name(name)
     click.echo(lifecycle.endpoint(skyapi.SkyClient(), name))
@@ -604,7 +607,7 @@ def endpoint(name):
 @json_option
 def down(names, everything, yes, purge, json_):
     """Tear down what gptoss-sky launched: NAME... or --all. Tries every target; exits 1 if one stays."""
-    from launcher import skyapi
+    from launcher.sky import skyapi
 
     if bool(names) == everything:
         raise UserError("give NAME... or --all (not both)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from launcher import state
+from launcher.sky import state
 from launcher.cli._common import json_option, positive_int, print_json, stdout
 
 
@@ -15,8 +15,8 @@ from launcher.cli._common import json_option, positive_int, print_json, stdout
 @click.option("--tail", type=int, default=0, help="Only the last N lines (0: all).")
 def logs(name, follow, replica, tail):
     """Print the engine's log of NAME: a cluster's job log (setup, engine, phase markers) or a service replica's."""
-    from launcher import logs as logs_mod
-    from launcher import skyapi
+    from launcher.operate import logs as logs_mod
+    from launcher.sky import skyapi
 
     if tail < 0:
         raise click.BadParameter(f"must be 0 or more, got {tail}", param_hint="--tail")
@@ -36,9 +36,9 @@ _COLOUR = {"ok": "green", "warning": "yellow", "problem": "red"}
 def doctor(engine, json_):
     """Check what a launch needs: SkyPilot and its API server, enabled infra, catalog age, the state
     directory and key files, the engine's CUDA/driver needs. Exit 1 when something is a problem."""
-    from launcher import catalog as catalog_mod
-    from launcher import doctor as doctor_mod
-    from launcher import skyapi
+    from launcher.plan import catalog as catalog_mod
+    from launcher.operate import doctor as doctor_mod
+    from launcher.sky import skyapi
 
     eng = catalog_mod.load().engine(engine)
     checks = doctor_mod.run(eng, lambda: skyapi.SkyClient().enabled_infra())

@@ -20,9 +20,9 @@ from rich.table import Table
 
 import asyncio
 
-from launcher import bench as bench_lib
-from launcher import evals as evals_lib
-from launcher import smoke as smoke_lib
+from launcher.verify import bench as bench_lib
+from launcher.verify import evals as evals_lib
+from launcher.verify import smoke as smoke_lib
 from launcher.cli._common import (endpoint_url, json_option, non_negative_int, non_negative_number, positive_int, positive_number,
                                   print_json, stderr, stdout)
 from launcher.errors import EndpointError, UserError

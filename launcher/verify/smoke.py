@@ -2,7 +2,7 @@
 
 Owns: the list of checks (health, models, chat, streaming, reasoning effort, tool calls, the
 Responses API, auth), their pass/fail rules and the `SmokeReport` they produce. Uses httpx,
-launcher.causes (why a request failed) and the engines' route lists in catalogs/engines/*.yaml (the
+launcher.verify.causes (why a request failed) and the engines' route lists in catalogs/engines/*.yaml (the
 auth probe); it must not import click, rich or sky, and it never prints: progress goes through the
 `on_wait` callback, results come back as data. A failed check is a `CheckResult(ok=False)`, not an
 exception; `httpx.HTTPError` and JSON decode errors are caught around each probe and nowhere else.
@@ -28,7 +28,9 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
 
-from launcher import catalog, causes
+from launcher.plan import catalog
+
+from launcher.verify import causes
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0  # how long to wait for the model to finish loading
 DEFAULT_REQUEST_TIMEOUT_S = 120.0  # one probe; reasoning at effort "high" can take a while

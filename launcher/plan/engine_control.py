@@ -17,8 +17,8 @@ import shlex
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from launcher.capacity import parse_version, version_rules
-from launcher.catalog import Catalog, Engine
+from launcher.plan.capacity import parse_version, version_rules
+from launcher.plan.catalog import Catalog, Engine
 from launcher.errors import UserError
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

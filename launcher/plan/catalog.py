@@ -21,15 +21,19 @@ from launcher.errors import CatalogError
 
 
 def catalog_dir() -> Path:
-    """catalogs/ beside the package (a source checkout), or GPTOSS_SKY_CATALOGS."""
+    """The package's own catalogs (launcher/catalogs in a wheel) first, then the checkout's catalogs/.
+
+    The wheel's copy comes first so that an unrelated folder named catalogs/ beside an installed
+    launcher (site-packages/catalogs) is never read. GPTOSS_SKY_CATALOGS overrides both.
+    """
     override = os.environ.get("GPTOSS_SKY_CATALOGS")
     if override:
         return Path(override)
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "catalogs", here / "catalogs"):
-        if candidate.is_dir():
+    package = Path(__file__).resolve().parent.parent  # launcher/
+    for candidate in (package / "catalogs", package.parent / "catalogs"):
+        if (candidate / "gpus.yaml").is_file():
             return candidate
-    raise CatalogError(f"catalogs/ not found next to {here}; set GPTOSS_SKY_CATALOGS")
+    raise CatalogError(f"catalogs/ not found in {package} or beside it; set GPTOSS_SKY_CATALOGS")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from launcher import capacity
-from launcher.catalog import Catalog, Engine, Gpu, Model
+from launcher.plan import capacity
+from launcher.plan.catalog import Catalog, Engine, Gpu, Model
 from launcher.errors import NoFitError, UserError
 
 MIN_CONCURRENCY = 4
@@ -66,7 +66,7 @@ class Recipe:
         if self.tool_server:
             argv += [spec["tool_server_flag"], self.tool_server]
         argv += options_to_argv(self.options)
-        argv += list(spec.get("guard_flags") or ())  # the key on every route (launcher/guard.py)
+        argv += list(spec.get("guard_flags") or ())  # the key on every route (launcher/node/guard.py)
         auth = self.engine.api_key_config
         if auth:  # engines that take the key only from argv or a config file read it from a 0600 file
             argv += [auth["flag"], auth["path"]]

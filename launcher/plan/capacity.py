@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from launcher.catalog import Catalog, Engine, Gpu, Model
+from launcher.plan.catalog import Catalog, Engine, Gpu, Model
 from launcher.errors import UserError
 
 GIB = 1024**3

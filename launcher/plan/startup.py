@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from launcher.catalog import Model, catalog_dir
+from launcher.plan.catalog import Model, catalog_dir
 from launcher.errors import CatalogError
 
 GB_PER_GIB = 1.073741824

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from launcher.catalog import Catalog, catalog_dir
+from launcher.plan.catalog import Catalog, catalog_dir
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`doctor`: what would make a launch fail, found before paying for one.
 
 Each check returns a Check (ok / warning / problem, what was found, and the fix). Checks never raise:
-a check that cannot run is itself a warning. SkyPilot is asked through launcher.skyapi only; printing
+a check that cannot run is itself a warning. SkyPilot is asked through launcher.sky.skyapi only; printing
 and the exit code are the CLI's. Imports no click/rich/sky.
 """
 
@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from launcher import skyapi, state
-from launcher.catalog import Engine, load_images
+from launcher.sky import skyapi
+
+from launcher.sky import state
+from launcher.plan.catalog import Engine, load_images
 from launcher.errors import GptossSkyError
-from launcher.plan import SNAPSHOT_DATE
+from launcher.plan.offers import SNAPSHOT_DATE
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 CATALOG_STALE_DAYS = 30  # SkyPilot refreshes an online cache every few hours; a month old means it cannot

@@ -16,7 +16,7 @@ would report as TTFT (benchmarks/BENCH_CLIENT.md). This client does only what th
   chunk without JSON decoding; only events without a `"text":` field (the final usage chunk, error
   events) and events carrying a usage object are decoded; `data: [DONE]` ends the stream.
 
-Plain `http://` only: `https://` endpoints use the httpx path (launcher.bench picks it). Proxies from
+Plain `http://` only: `https://` endpoints use the httpx path (launcher.verify.bench picks it). Proxies from
 the environment are not used (httpx's path honours them). Errors read like httpx's
 (`ConnectError: ...`, `RemoteProtocolError: ...`, `ReadTimeout: ...`) so reports look the same
 whichever client ran.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from launcher import causes
+from launcher.verify import causes
 
 READ_SIZE = 256 * 1024
 MAX_HEAD = 64 * 1024
@@ -47,7 +47,7 @@ _wall = time.time
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one exchange produced; launcher.bench turns it into a RequestRecord."""
+    """What one exchange produced; launcher.verify.bench turns it into a RequestRecord."""
 
     start: float
     end: float
@@ -493,7 +493,7 @@ class RawClient:
         return self._address
 
     def describe(self, exc: OSError) -> str:
-        """Why a connect failed, in the words launcher.causes uses (refused, DNS, ...)."""
+        """Why a connect failed, in the words launcher.verify.causes uses (refused, DNS, ...)."""
         url = f"http://{self.target.host_header}"
         cause = causes.from_os_error(exc, url)
         return cause.message if cause is not None else str(exc)

@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from launcher import recipes as recipes_mod
-from launcher import skyapi, startup, state, throughput
-from launcher.catalog import Catalog, Gpu, Model, catalog_dir
+from launcher.plan import recipes as recipes_mod
+from launcher.sky import skyapi
+from launcher.plan import startup
+from launcher.sky import state
+from launcher.plan import throughput
+from launcher.plan.catalog import Catalog, Gpu, Model, catalog_dir
 from launcher.errors import ApiServerUnreachableError, NoFitError, SkyError, UserError
-from launcher.recipes import Recipe
+from launcher.plan.recipes import Recipe
 
 OBJECTIVES = ("cost", "cost-per-token")
 SNAPSHOT_DATE = "2026-11"  # catalogs/prices/SNAPSHOT.md

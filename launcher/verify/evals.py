@@ -41,7 +41,7 @@ FLOOR_PP = 3.0  # percentage points
 PYTHON_ENV = "GPTOSS_SKY_EVALS_PYTHON"
 RESULT_MARKER = "GPTOSS_SKY_EVAL_RESULT "
 def _references_path() -> Path:
-    from launcher.catalog import catalog_dir  # the same lookup as every other catalog (checkout or wheel)
+    from launcher.plan.catalog import catalog_dir  # the same lookup as every other catalog (checkout or wheel)
 
     return catalog_dir() / "evals.yaml"
 

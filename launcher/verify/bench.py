@@ -3,11 +3,11 @@ SkyServe `target_qps_per_replica` recommendation.
 
 Owns: the load loop (N workers per concurrency level, closed loop: each worker sends its next
 request when the previous one ends), per-request timing, the statistics and the recommendation rule.
-Uses httpx, asyncio, launcher.rawstream and launcher.causes only; must not import click, rich or
+Uses httpx, asyncio, launcher.verify.rawstream and launcher.verify.causes only; must not import click, rich or
 sky, and never prints (progress goes through `on_progress`).
 
 Two clients (`client=`):
-  "raw"   (default) launcher.rawstream: raw asyncio sockets, one keep-alive connection per worker,
+  "raw"   (default) launcher.verify.rawstream: raw asyncio sockets, one keep-alive connection per worker,
           prebuilt request bytes, kernel receive timestamps, SSE scanned without per-event JSON.
           http:// only; an https:// endpoint falls back to "httpx".
   "httpx" one shared `httpx.AsyncClient` over sharded 1-connection pools: the named baseline of
@@ -42,7 +42,9 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
-from launcher import causes, rawstream
+from launcher.verify import causes
+
+from launcher.verify import rawstream
 from launcher.errors import EndpointError
 
 CLIENTS = ("raw", "httpx")
@@ -438,7 +440,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 
 
 def make_raw_client(base_url: str, request_timeout: float) -> rawstream.RawClient:
-    """The default load client: raw asyncio sockets (http:// only, see launcher.rawstream)."""
+    """The default load client: raw asyncio sockets (http:// only, see launcher.verify.rawstream)."""
     return rawstream.RawClient(base_url, request_timeout)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from launcher import state
+from launcher.sky import state
 from launcher.errors import NotFoundError, SkyError, UserError
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from launcher.catalog import Engine
+from launcher.plan.catalog import Engine
 from launcher.errors import GptossSkyError
 
 QUANTITIES = ("running", "waiting", "kv_cache_usage", "generation_tokens", "ttft_seconds", "tpot_seconds",
@@ -275,7 +275,7 @@ def attach(rows: list[dict[str, Any]], engines: Sequence[Engine], *, window_s: f
 
     Uses each deployment's own key; rows without a record, endpoint or key get an `engine.error`.
     endpoint_of(name) fills the endpoint of a cluster row (SkyPilot's status does not carry it)."""
-    from launcher import state
+    from launcher.sky import state
 
     targets: list[tuple[str, str]] = []
     where: list[tuple[dict[str, Any], dict[str, Any] | None]] = []  # (row, replica or None) per target

@@ -19,16 +19,16 @@ from typing import Any, Sequence
 import jinja2
 import yaml
 
-from launcher import guard
-from launcher import recipes as recipes_mod
-from launcher import startup
-from launcher import throughput
-from launcher.catalog import Catalog
+from launcher.node import guard
+from launcher.plan import recipes as recipes_mod
+from launcher.plan import startup
+from launcher.plan import throughput
+from launcher.plan.catalog import Catalog
 from launcher.errors import RenderError, UserError
-from launcher.recipes import Recipe
+from launcher.plan.recipes import Recipe
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("launcher", "templates"),
+    loader=jinja2.PackageLoader("launcher.node", "templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
@@ -110,10 +110,10 @@ def _resources(recipes: Sequence[Recipe]) -> tuple[dict | None, list | None]:
 
 
 def guard_source() -> str:
-    """launcher/guard.py's text: setup writes it to the node as gptoss_guard.py (a quoted heredoc)."""
+    """launcher/node/guard.py's text: setup writes it to the node as gptoss_guard.py (a quoted heredoc)."""
     text = Path(guard.__file__).read_text().rstrip("\n")
     if any(line == "GPTOSS_GUARD_PY" for line in text.splitlines()):
-        raise RenderError("launcher/guard.py contains the heredoc terminator GPTOSS_GUARD_PY")
+        raise RenderError("launcher/node/guard.py contains the heredoc terminator GPTOSS_GUARD_PY")
     return text
 
 
@@ -239,7 +239,7 @@ def generated(path: Path) -> bool:
 
 def project_root() -> Path | None:
     """The gptoss-sky checkout this code runs from (None when installed as a package)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # launcher/node/render.py -> the checkout
     try:
         project = (root / "pyproject.toml").read_text()
     except OSError:
