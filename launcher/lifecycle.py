@@ -10,20 +10,28 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
+from launcher.errors import (
+    EndpointError,
+    GptossSkyError,
+    LaunchFailedError,
+    NotFoundError,
+    SkyError,
+    StateError,
+    UnknownDeploymentError,
+    UserError,
+)
 from launcher.node import render
-
-from launcher.sky import state
-from launcher.sky import watch as watch_mod
 from launcher.plan.catalog import Catalog, Model
-from launcher.errors import (EndpointError, GptossSkyError, LaunchFailedError, NotFoundError, SkyError,
-                             StateError, UnknownDeploymentError, UserError)
 from launcher.plan.offers import Plan
 from launcher.plan.recipes import Recipe
+from launcher.sky import state
+from launcher.sky import watch as watch_mod
 
 Progress = Callable[[str], None]
 LB_TIMEOUT_S = 600  # a READY service's load balancer answers within this, or something is wrong

@@ -24,11 +24,12 @@ Use:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from launcher.sky import skyapi
 from launcher.errors import GptossSkyError, NoCloudError, NotFoundError, SkyError
+from launcher.sky import skyapi
 
 ME = {"user_hash": "f00dcafe", "user_name": "me"}
 SKY_NO_CLOUD = "Cloud access is not set up. Run: sky check"  # SkyPilot 0.14.1's NoCloudAccessError
@@ -89,7 +90,7 @@ class FakeSky:
 
     # --- test set-up ----------------------------------------------------------------------------
 
-    def install(self, monkeypatch) -> "FakeSky":
+    def install(self, monkeypatch) -> FakeSky:
         """Make skyapi.SkyClient() return this fake and skyapi.enabled_clouds() ask it."""
         monkeypatch.setattr(skyapi, "SkyClient", lambda: self)
         monkeypatch.setattr(skyapi, "enabled_clouds", self.enabled_clouds)

@@ -16,8 +16,9 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 from loopback import LoopbackServer
 from starlette.applications import Starlette

@@ -172,9 +172,10 @@ def test_cli_rejects_bad_concurrency() -> None:
 
 # -- the raw client (launcher/verify/rawstream.py, the default) and the httpx baseline ---------------------
 
-from launcher.verify import rawstream  # noqa: E402
-from openai_server import unused_url  # noqa: E402
 from clitools import invoke  # noqa: E402
+from openai_server import unused_url  # noqa: E402
+
+from launcher.verify import rawstream  # noqa: E402
 
 
 def test_default_client_is_raw_and_httpx_stays_available(server: FakeServer) -> None:

@@ -7,10 +7,8 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from launcher.plan import capacity
-
-from launcher.plan import catalog
 from launcher.cli import cli
+from launcher.plan import capacity, catalog
 
 GIB = 1024**3
 

@@ -10,17 +10,17 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 import trustme
+from clitools import invoke
 from openai_server import API_KEY, MODEL, FakeServer, unused_url
 
-from clitools import invoke
+from launcher.errors import EndpointError
 from launcher.verify import bench as bench_lib
 from launcher.verify import smoke as smoke_lib
-from launcher.errors import EndpointError
 
 DNS_FAILS = "http://nonexistent.invalid:8000"  # RFC 6761: .invalid never resolves
 LONG_WAIT = 600.0  # what `smoke` waits for a loading model: a cause that is not loading must not use it
@@ -75,7 +75,7 @@ def tls_url() -> Iterator[str]:
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             try:
                 with context.wrap_socket(conn, server_side=True):

@@ -7,13 +7,12 @@ import json
 import os
 
 import pytest
-
 from clitools import invoke
-from launcher.plan import catalog
-from launcher.operate import doctor
-from launcher.sky import skyapi
-from launcher.sky import state
 from openai_server import unused_url
+
+from launcher.operate import doctor
+from launcher.plan import catalog
+from launcher.sky import skyapi, state
 
 
 @pytest.fixture(autouse=True)

@@ -7,16 +7,12 @@ import json
 
 import pytest
 import yaml
-
 from clitools import invoke
-from launcher.plan import capacity
-from launcher.plan import catalog
-from launcher.plan import engine_control
-from launcher.plan import offers as plan_mod
-from launcher.plan import recipes
-from launcher.sky import skyapi
-from launcher.sky import state
 from test_lifecycle import RecordingSky, openai_ok, seeded  # noqa: F401 - fixtures
+
+from launcher.plan import capacity, catalog, engine_control, recipes
+from launcher.plan import offers as plan_mod
+from launcher.sky import skyapi, state
 
 
 @pytest.fixture
@@ -171,8 +167,9 @@ def test_skypilot_spellings_are_aliases():
 
 
 def test_scale_resends_the_services_env_and_secrets_from_this_shell(openai_ok, monkeypatch):
-    from launcher import lifecycle
     from test_lifecycle import _deploy
+
+    from launcher import lifecycle
 
     cat = catalog.load()
     fake = RecordingSky(openai_ok)

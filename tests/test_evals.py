@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from clitools import invoke  # noqa: E402
 from openai_server import API_KEY, FakeServer
 
-from launcher.verify import evals as evals_lib
 from launcher.errors import CatalogError, UserError
-from clitools import invoke  # noqa: E402
+from launcher.verify import evals as evals_lib
 
 FAKE_GPT_OSS = Path(__file__).parent / "fixtures" / "fake_gpt_oss"
 

@@ -22,18 +22,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from loopback import LoopbackServer
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from launcher.plan import catalog
-
-from launcher.node import guard
-
-from launcher.plan import recipes
-
-from launcher.node import render
-from loopback import LoopbackServer
+from launcher.node import guard, render
+from launcher.plan import catalog, recipes
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = "sk-guard-test-5f0c2a9e"

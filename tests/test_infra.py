@@ -14,8 +14,8 @@ import shutil
 
 import pytest
 import yaml
-
 from clitools import invoke
+
 from launcher.plan import catalog
 from launcher.plan import offers as plan
 from launcher.sky import skyapi

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from clitools import invoke
 
 HTTP = "http://127.0.0.1:9"  # a valid endpoint nothing listens on: only the option under test is bad
@@ -22,16 +21,9 @@ def tripwires(monkeypatch):
     import sky  # noqa: F401  (imported once here, so the time bound below measures validation only)
 
     from launcher import lifecycle
-
-    from launcher.verify import bench
-
-    from launcher.verify import evals
-
     from launcher.plan import offers as plan
-
     from launcher.sky import skyapi
-
-    from launcher.verify import smoke
+    from launcher.verify import bench, evals, smoke
 
     def tripped(*args, **kwargs):
         raise AssertionError("got past argument validation")

@@ -12,21 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from fakesky import FakeSky, Script
 
 from launcher import lifecycle
-
-from launcher.plan import catalog
-
-from launcher.plan import offers as plan
-
-from launcher.node import render
-
-from launcher.sky import skyapi
-
-from launcher.sky import state
 from launcher.cli import cli
-from fakesky import FakeSky, Script
 from launcher.errors import SkyError, UnknownDeploymentError
+from launcher.node import render
+from launcher.plan import catalog
+from launcher.plan import offers as plan
+from launcher.sky import skyapi, state
 
 SNAPSHOT = Path(__file__).resolve().parent.parent / "catalogs" / "prices" / "v8"
 LAMBDA_COLUMNS = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price",

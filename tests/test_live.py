@@ -13,11 +13,7 @@ from clitools import invoke
 from openai_server import API_KEY
 from test_lifecycle import RecordingSky, seeded  # noqa: F401 - seeded is a fixture
 
-from launcher.sky import skyapi
-
-from launcher.sky import state
-
-from launcher.sky import watch
+from launcher.sky import skyapi, state, watch
 
 
 class NodeSky(RecordingSky):
@@ -360,8 +356,8 @@ def test_json_failure_document_is_only_for_launch_failures_not_bad_input(node, f
 def test_the_record_has_the_phases_while_the_launch_is_still_running(node, fast):
     """`status` mid-launch shows how far it got: the record is saved at every new phase."""
     from launcher import lifecycle
-    from launcher.plan import catalog
     from launcher.node import render
+    from launcher.plan import catalog
 
     t0 = int(time.time())
     fake = node(lines=node_log(t0, upto="download"), final="FAILED_SETUP", answers=False)

@@ -19,11 +19,7 @@ from clitools import invoke
 from openai_server import API_KEY
 from test_lifecycle import RecordingSky, seeded  # noqa: F401 - seeded is a fixture
 
-from launcher.sky import skyapi
-
-from launcher.sky import state
-
-from launcher.sky import watch
+from launcher.sky import skyapi, state, watch
 
 STUBS = {
     "nvidia-smi": 'echo "NVIDIA A100-SXM4-40GB"\n',

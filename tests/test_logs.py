@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from clitools import invoke
-from launcher.sky import skyapi
-from launcher.sky import state
+
 from launcher.errors import NotFoundError
+from launcher.sky import skyapi, state
 
 
 class _Sky:

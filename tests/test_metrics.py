@@ -7,15 +7,14 @@ import json
 import math
 
 import pytest
-
 from clitools import invoke
-from launcher.plan import catalog
-from launcher.operate import metrics
-from launcher.sky import skyapi
-from launcher.sky import state
-from launcher.errors import SkyError
 from metrics_server import MetricsServer, fixture
 from openai_server import unused_url
+
+from launcher.errors import SkyError
+from launcher.operate import metrics
+from launcher.plan import catalog
+from launcher.sky import skyapi, state
 
 ENGINES = list(catalog.load().engines.values())
 

@@ -10,14 +10,12 @@ import shutil
 
 import pytest
 import yaml
-
 from clitools import invoke
-from launcher.plan import catalog
-from launcher.plan import recipes
-from launcher.node import render
-from launcher.sky import skyapi
-from launcher.plan import throughput
+
 from launcher.errors import CatalogError
+from launcher.node import render
+from launcher.plan import catalog, recipes, throughput
+from launcher.sky import skyapi
 
 
 @pytest.mark.parametrize("alias, base", [("safeguard-20b", "gpt-oss-20b"),

@@ -18,13 +18,9 @@ import yaml
 from click.testing import CliRunner
 
 from launcher import lifecycle
-
-from launcher.plan import catalog
-
-from launcher.plan import recipes
-
-from launcher.node import render
 from launcher.cli import cli
+from launcher.node import render
+from launcher.plan import catalog, recipes
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELLCHECK = shutil.which("shellcheck")

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from launcher.plan import catalog
-
-from launcher.plan import recipes
-
-from launcher.node import render
 from nodesim import Node, phases
 from test_node_scripts import NVIDIA_SMI_NAMES
+
+from launcher.node import render
+from launcher.plan import catalog, recipes
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "catalogs"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from clitools import invoke
 from fakesky import FakeSky
+
 from launcher.plan import catalog
 from launcher.plan import offers as plan
 from launcher.sky import skyapi
@@ -148,7 +148,6 @@ def test_gcp_is_priced_offline_as_skypilots_optimizer_prices_it(gcp_seeded, monk
     import yaml
 
     from launcher import lifecycle
-
     from launcher.node import render
 
     cat = catalog.load()

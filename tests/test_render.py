@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import shutil
 from pathlib import Path
 
@@ -10,14 +9,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher.plan import catalog
-
-from launcher.plan import recipes
-
-from launcher.node import render
-
-from launcher.sky import skyapi
 from launcher.cli import cli
+from launcher.node import render
+from launcher.plan import catalog, recipes
+from launcher.sky import skyapi
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("tasks/*.sky.yaml"),

@@ -7,16 +7,10 @@ import json
 import yaml
 from click.testing import CliRunner
 
-from launcher.plan import capacity
-
-from launcher.plan import catalog
-
-from launcher.plan import recipes
-
-from launcher.node import render
-
-from launcher.sky import skyapi
 from launcher.cli import cli
+from launcher.node import render
+from launcher.plan import capacity, catalog, recipes
+from launcher.sky import skyapi
 
 
 def test_smoke_runs_unchanged_against_an_sglang_like_server(server):
@@ -135,7 +129,7 @@ def _sglang_parser():
     return parser
 
 
-def _written_key_file(tmp_path, key: str) -> "Path":
+def _written_key_file(tmp_path, key: str) -> Path:
     """Run the rendered run script's preamble (everything before the GPU check) with real bash."""
     import os
     import subprocess

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fakesky import FakeSky
-from launcher.sky import skyapi
+
 from launcher.errors import GptossSkyError, NoCloudError, NotFoundError
+from launcher.sky import skyapi
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = yaml.safe_load((ROOT / "tasks" / "20b-any.sky.yaml").read_text())
@@ -112,8 +112,8 @@ def test_a_service_in_a_terminal_state_ends_the_wait_at_once_with_the_cause(scri
     """Issue 10: a failed controller or a service left with no replica was waited on for an hour."""
     import time
 
-    from launcher.sky import watch
     from launcher.errors import LaunchFailedError
+    from launcher.sky import watch
 
     sky = FakeSky()
     sky.service_script = script

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import skyserver
 from fakesky import FakeSky
-from launcher.sky import skyapi
-from launcher.sky import state
+
 from launcher.errors import NoCloudError, NotFoundError, SkyError
+from launcher.sky import skyapi, state
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_LINES = "Failed to get AWS user identity.\nTo fix: run `aws configure`"

@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
+from clitools import invoke  # noqa: E402
 from openai_server import API_KEY, MODEL, FakeServer, unused_url
 
 from launcher.verify import smoke as smoke_lib
-from clitools import invoke  # noqa: E402
 
 FAST = {"timeout": 1.0, "request_timeout": 2.0, "poll_interval": 0.05}
 
@@ -166,8 +166,8 @@ def test_guarded_paths_cover_the_engines_real_route_lists(engine: str) -> None:
 def test_catalog_refuses_the_health_path_among_guarded_paths(tmp_path) -> None:
     import shutil
 
-    from launcher.plan import catalog
     from launcher.errors import CatalogError
+    from launcher.plan import catalog
 
     root = tmp_path / "catalogs"
     shutil.copytree(catalog.catalog_dir(), root)

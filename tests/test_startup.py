@@ -7,14 +7,9 @@ import shutil
 import pytest
 import yaml
 
-from launcher.plan import catalog
-
-from launcher.plan import recipes
-
-from launcher.node import render
-
-from launcher.plan import startup
 from launcher.errors import CatalogError
+from launcher.node import render
+from launcher.plan import catalog, recipes, startup
 
 
 @pytest.fixture
@@ -128,8 +123,8 @@ def test_plan_shows_the_time_to_ready_next_to_the_price():
 
     from rich.console import Console
 
-    from launcher.plan import offers as plan_mod
     from launcher.cli import deploy
+    from launcher.plan import offers as plan_mod
 
     cat = catalog.load()
     result = plan_mod.build(cat, cat.model("20b"), gpu_specs=[(cat.gpu("H200"), 1)], clouds=["runpod"])

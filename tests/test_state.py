@@ -11,14 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from clitools import invoke
-from launcher import lifecycle
-from launcher.plan import catalog
-from launcher.node import render
-from launcher.sky import state
-from launcher.errors import NotFoundError, SkyError, StateError, UserError
 from test_lifecycle import RecordingSky, openai_ok  # noqa: F401  (openai_ok is a fixture)
+
+from launcher import lifecycle
+from launcher.errors import NotFoundError, SkyError, StateError, UserError
+from launcher.node import render
+from launcher.plan import catalog
+from launcher.sky import state
 
 
 class Sky(RecordingSky):

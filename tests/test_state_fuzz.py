@@ -12,12 +12,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from clitools import invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clitools import invoke
-from launcher.sky import state
 from launcher.errors import NotFoundError
+from launcher.sky import state
 
 NAMES = ["gptoss-a", "gptoss-b", "gptoss-svc-c"]
 

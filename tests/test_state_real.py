@@ -9,6 +9,7 @@ import json
 import time
 
 from clitools import invoke
+
 from launcher.sky import state
 
 

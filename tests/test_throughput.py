@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.plan import catalog
-
-from launcher.plan import throughput
+from launcher.plan import catalog, throughput
 
 
 @pytest.fixture(scope="module")

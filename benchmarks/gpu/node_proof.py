@@ -595,7 +595,7 @@ class MetricsSampler:
         self.samples: list[dict] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "MetricsSampler":
+    def __enter__(self) -> MetricsSampler:
         self.fh = open(self.path, "w")
         self.thread.start()
         return self
@@ -634,15 +634,15 @@ class StatusPoller:
         self.stop_flag = threading.Event()
         try:
             sys.path.insert(0, str(cwd))
-            from launcher.plan import catalog  # noqa: PLC0415
             from launcher.operate import metrics
+            from launcher.plan import catalog  # noqa: PLC0415
             self.metrics = metrics
             self.engines = list(catalog.load().engines.values())
         except Exception as exc:  # noqa: BLE001
             self.metrics, self.error = None, f"launcher.operate.metrics not usable: {exc!r}"
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "StatusPoller":
+    def __enter__(self) -> StatusPoller:
         if self.metrics is not None:
             self.thread.start()
         return self

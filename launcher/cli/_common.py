@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.console import Console
@@ -115,9 +116,7 @@ def _is_ipv6(host: str) -> bool:
 
 def parse_gpu_spec(catalog: Any, spec: str) -> tuple[Any, int | None]:
     """'H100', 'h100:2' -> (Gpu, count or None). Raises UserError naming what is allowed."""
-    from launcher.errors import UserError
-
-    from launcher.errors import CatalogError
+    from launcher.errors import CatalogError, UserError
 
     name, colon, count_text = spec.partition(":")
     try:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
+from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stdout
+from launcher.errors import UserError
+from launcher.node import render as render_mod
 from launcher.plan import capacity as capacity_mod
 from launcher.plan import catalog as catalog_mod
 from launcher.plan import recipes
-from launcher.node import render as render_mod
-from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stdout
-from launcher.errors import UserError
 
 
 @click.command("capacity")
@@ -103,9 +103,9 @@ def render(check, engine_commands, root, no_validate, engine):
         return 0
     rendered = {path: render_mod.render_text(catalog, d) for path, d in deployments.items()}
     if not no_validate:
-        from launcher.sky import skyapi
-
         import yaml
+
+        from launcher.sky import skyapi
 
         for text in rendered.values():
             config = yaml.safe_load(text)

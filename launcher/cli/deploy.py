@@ -9,14 +9,25 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from launcher.plan import catalog as catalog_mod
-from launcher import lifecycle, phases as phases_mod
-from launcher.plan import offers as plan_mod
-from launcher.node import render
-from launcher.sky import state
-from launcher.cli._common import (check_host_port, json_option, non_negative_int, parse_gpu_spec,
-                                  positive_int, positive_number, print_json, stderr, stdout, table_console)
+from launcher import lifecycle
+from launcher import phases as phases_mod
+from launcher.cli._common import (
+    check_host_port,
+    json_option,
+    non_negative_int,
+    parse_gpu_spec,
+    positive_int,
+    positive_number,
+    print_json,
+    stderr,
+    stdout,
+    table_console,
+)
 from launcher.errors import GptossSkyError, NoCloudError, SkyError, UserError
+from launcher.node import render
+from launcher.plan import catalog as catalog_mod
+from launcher.plan import offers as plan_mod
+from launcher.sky import state
 
 
 def _tool_server(ctx, param, value):

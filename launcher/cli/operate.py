@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from launcher.sky import state
 from launcher.cli._common import json_option, positive_int, print_json, stdout
+from launcher.sky import state
 
 
 @click.command("logs")
@@ -36,8 +36,8 @@ _COLOUR = {"ok": "green", "warning": "yellow", "problem": "red"}
 def doctor(engine, json_):
     """Check what a launch needs: SkyPilot and its API server, enabled infra, catalog age, the state
     directory and key files, the engine's CUDA/driver needs. Exit 1 when something is a problem."""
-    from launcher.plan import catalog as catalog_mod
     from launcher.operate import doctor as doctor_mod
+    from launcher.plan import catalog as catalog_mod
     from launcher.sky import skyapi
 
     eng = catalog_mod.load().engine(engine)

@@ -8,24 +8,33 @@ waiting notes go to stderr and are suppressed under --json. Exit 1 when a check 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-import asyncio
-
+from launcher.cli._common import (
+    endpoint_url,
+    json_option,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+    positive_number,
+    print_json,
+    stderr,
+    stdout,
+)
+from launcher.errors import EndpointError, UserError
 from launcher.verify import bench as bench_lib
 from launcher.verify import evals as evals_lib
 from launcher.verify import smoke as smoke_lib
-from launcher.cli._common import (endpoint_url, json_option, non_negative_int, non_negative_number, positive_int, positive_number,
-                                  print_json, stderr, stdout)
-from launcher.errors import EndpointError, UserError
 
 API_KEY_ENV = "GPTOSS_SKY_API_KEY"
 

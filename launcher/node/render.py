@@ -12,19 +12,19 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jinja2
 import yaml
 
+from launcher.errors import RenderError, UserError
 from launcher.node import guard
 from launcher.plan import recipes as recipes_mod
-from launcher.plan import startup
-from launcher.plan import throughput
+from launcher.plan import startup, throughput
 from launcher.plan.catalog import Catalog
-from launcher.errors import RenderError, UserError
 from launcher.plan.recipes import Recipe
 
 _ENV = jinja2.Environment(

@@ -11,16 +11,15 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from launcher.sky import skyapi
-
-from launcher.sky import state
-from launcher.plan.catalog import Engine, load_images
 from launcher.errors import GptossSkyError
+from launcher.plan.catalog import Engine, load_images
 from launcher.plan.offers import SNAPSHOT_DATE
+from launcher.sky import skyapi, state
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 CATALOG_STALE_DAYS = 30  # SkyPilot refreshes an online cache every few hours; a month old means it cannot

@@ -6,10 +6,11 @@ prints them. Imports no click/rich/sky.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from launcher.sky import state
 from launcher.errors import NotFoundError, SkyError, UserError
+from launcher.sky import state
 
 
 def lines(client: Any, name: str, *, follow: bool = False, replica: int | None = None,

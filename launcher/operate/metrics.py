@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from launcher.plan.catalog import Engine
 from launcher.errors import GptossSkyError
+from launcher.plan.catalog import Engine
 
 QUANTITIES = ("running", "waiting", "kv_cache_usage", "generation_tokens", "ttft_seconds", "tpot_seconds",
               "prefix_cache_queries", "prefix_cache_hits", "prefix_cache_hit_rate")

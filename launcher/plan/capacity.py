@@ -14,11 +14,12 @@ estimate of the same memory budget, and callers say so.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from launcher.plan.catalog import Catalog, Engine, Gpu, Model
 from launcher.errors import UserError
+from launcher.plan.catalog import Catalog, Engine, Gpu, Model
 
 GIB = 1024**3
 VALID_TP = (1, 2, 4, 8)  # must divide the 8 KV heads and the 64 query heads

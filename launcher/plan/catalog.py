@@ -11,9 +11,10 @@ import difflib
 import functools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -68,7 +69,7 @@ class Model:
     min_context: int = 2048  # shortest --context a deployment may serve (models.yaml says why)
     base: str | None = None  # a fine-tune of this model: same shapes, its own repo and revision
 
-    def with_source(self, spec: str) -> "Model":
+    def with_source(self, spec: str) -> Model:
         """This model's shapes served from another repo: 'REPO' or 'REPO@REVISION' (--model-source).
 
         The served name becomes REPO (what the engine would call it), so smoke and bench address it so."""

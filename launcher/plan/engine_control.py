@@ -14,12 +14,13 @@ import difflib
 import os
 import re
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from launcher.errors import UserError
 from launcher.plan.capacity import parse_version, version_rules
 from launcher.plan.catalog import Catalog, Engine
-from launcher.errors import UserError
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_ENV_PREFIXES = ("GPTOSS_", "SKYPILOT_")

@@ -10,18 +10,17 @@ the priced offers. Nothing here launches anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from launcher.plan import recipes as recipes_mod
-from launcher.sky import skyapi
-from launcher.plan import startup
-from launcher.sky import state
-from launcher.plan import throughput
-from launcher.plan.catalog import Catalog, Gpu, Model, catalog_dir
 from launcher.errors import ApiServerUnreachableError, NoFitError, SkyError, UserError
+from launcher.plan import recipes as recipes_mod
+from launcher.plan import startup, throughput
+from launcher.plan.catalog import Catalog, Gpu, Model, catalog_dir
 from launcher.plan.recipes import Recipe
+from launcher.sky import skyapi, state
 
 OBJECTIVES = ("cost", "cost-per-token")
 SNAPSHOT_DATE = "2026-11"  # catalogs/prices/SNAPSHOT.md

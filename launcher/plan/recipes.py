@@ -9,12 +9,13 @@ count (profiles `balanced`, `throughput`) and twice it (profile `latency`), when
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from launcher.errors import NoFitError, UserError
 from launcher.plan import capacity
 from launcher.plan.catalog import Catalog, Engine, Gpu, Model
-from launcher.errors import NoFitError, UserError
 
 MIN_CONCURRENCY = 4
 MIN_CONTEXT = 16384

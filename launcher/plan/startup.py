@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import yaml
 
-from launcher.plan.catalog import Model, catalog_dir
 from launcher.errors import CatalogError
+from launcher.plan.catalog import Model, catalog_dir
 
 GB_PER_GIB = 1.073741824
 

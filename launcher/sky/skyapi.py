@@ -15,11 +15,18 @@ import queue
 import re
 import sys
 import threading
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from launcher.errors import (ApiServerUnreachableError, GptossSkyError, NoCloudError, NotFoundError, RenderError,
-                             SkyError, UserError)
-
+from launcher.errors import (
+    ApiServerUnreachableError,
+    GptossSkyError,
+    NoCloudError,
+    NotFoundError,
+    RenderError,
+    SkyError,
+    UserError,
+)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -513,8 +520,8 @@ class SkyClient:
     def enabled_infra(self) -> list[str]:
         """Infra the API server can launch on, lower-case, as SkyPilot names it ('aws', 'kubernetes/CTX',
         'ssh/POOL', ...), asked of the server (so a remote team server works)."""
-        from sky.client import sdk
         import sky
+        from sky.client import sdk
 
         with _sky_call("asking the SkyPilot API server for its enabled infra"):
             return [str(c) for c in sky.get(sdk.enabled_clouds(expand=True))]

@@ -21,9 +21,10 @@ import re
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from launcher.errors import StateError, UnknownDeploymentError, UserError
 
@@ -68,7 +69,7 @@ class Record:
     user_secrets: list[str] = field(default_factory=list)  # --secret NAMES only; `scale` rereads the values
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Record":
+    def from_dict(cls, data: Any) -> Record:
         """A record from parsed JSON; ValueError naming the field when it is not what we write."""
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, found {type(data).__name__}")

@@ -12,8 +12,9 @@ import collections
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from launcher import phases as phases_mod
 from launcher.errors import EndpointError, LaunchFailedError, NotFoundError, SkyError

@@ -37,15 +37,14 @@ import math
 import random
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import httpx
 
-from launcher.verify import causes
-
-from launcher.verify import rawstream
 from launcher.errors import EndpointError
+from launcher.verify import causes, rawstream
 
 CLIENTS = ("raw", "httpx")
 DEFAULT_CLIENT = "raw"

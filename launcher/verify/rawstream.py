@@ -66,7 +66,7 @@ class Target:
     host_header: str
 
     @classmethod
-    def parse(cls, base_url: str) -> "Target":
+    def parse(cls, base_url: str) -> Target:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"raw client needs an http:// URL, got {base_url!r}")
@@ -355,7 +355,7 @@ class _Exchange:
 class Connection:
     """One keep-alive connection, used by one worker for one request at a time."""
 
-    def __init__(self, client: "RawClient") -> None:
+    def __init__(self, client: RawClient) -> None:
         self.client = client
         self.loop = asyncio.get_running_loop()
         self.sock: socket.socket | None = None
@@ -517,7 +517,7 @@ class RawClient:
         self._all.clear()
         self._idle.clear()
 
-    async def __aenter__(self) -> "RawClient":
+    async def __aenter__(self) -> RawClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 import httpx
 
 from launcher.plan import catalog
-
 from launcher.verify import causes
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0  # how long to wait for the model to finish loading
