@@ -102,4 +102,4 @@ def test_the_layering_check_names_upward_and_sideways_imports(tmp_path):
     assert found == ["launcher.verify.smoke (verify) imports launcher.lifecycle (lifecycle)",
                      "launcher.verify.smoke (verify) imports launcher.node (node)",
                      "launcher.verify.smoke (verify) imports launcher.node.render (node)"]
-    assert upward_imports("launcher.cli.deploy", imported_modules(source)) == []
+    assert upward_imports("launcher.cli.deploying", imported_modules(source)) == []

@@ -331,10 +331,10 @@ def test_on_a_terminal_the_view_is_a_rich_live_of_phases(node, fast, monkeypatch
 
     from rich.console import Console
 
-    from launcher.cli import deploy
+    from launcher.cli import launch_view
 
     screen = io.StringIO()
-    monkeypatch.setattr(deploy, "stderr", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(launch_view, "stderr", Console(file=screen, force_terminal=True, width=100))
     node(lines=node_log(int(time.time())))
     result = invoke("up", "20b", "-y", "--no-smoke")
     assert result.exit_code == 0, result.stdout + result.stderr

@@ -222,7 +222,7 @@ def test_status_table_shows_numbers_replicas_and_dashes(deployments):
 
 
 def test_status_watch_refreshes_until_interrupted(deployments, monkeypatch):
-    import launcher.cli.deploy as deploy
+    import launcher.cli.inspecting as inspecting
 
     calls = []
 
@@ -231,7 +231,7 @@ def test_status_watch_refreshes_until_interrupted(deployments, monkeypatch):
         if len(calls) >= 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(deploy.time, "sleep", sleep)
+    monkeypatch.setattr(inspecting.time, "sleep", sleep)
     result = invoke("status", "--watch", "--interval", "7", "--no-metrics")
     assert result.exit_code == 0, result.stderr
     assert calls == [7, 7] and "gptoss-svc-b" in result.stdout

@@ -175,11 +175,11 @@ def _gpu_rows_only(gpu, count):
 
 def test_money_is_written_one_way_everywhere():
     """$/hour and costs in cents, $ per 1M tokens to a tenth of a cent, never trimmed ($1.2 vs $1.16)."""
-    from launcher.cli import deploy, verify
+    from launcher.cli import _common, verify
 
-    assert [deploy._money(v) for v in (1.2, 1.16, 12.0, 1234.5)] == ["$1.20", "$1.16", "$12.00", "$1,234.50"]
-    assert deploy._money(0.1377, 3) == verify._price(0.1377) == "$0.138"
-    assert verify._price(4.0) == "$4.000" and deploy._money(None) == verify._price(None) == "-"
+    assert [_common.money(v) for v in (1.2, 1.16, 12.0, 1234.5)] == ["$1.20", "$1.16", "$12.00", "$1,234.50"]
+    assert _common.money(0.1377, 3) == verify._price(0.1377) == "$0.138"
+    assert verify._price(4.0) == "$4.000" and _common.money(None) == verify._price(None) == "-"
 
 
 def test_a_half_downloaded_skypilot_catalog_falls_back_to_the_snapshot_and_says_which_file(isolated_env, monkeypatch):

@@ -123,13 +123,13 @@ def test_plan_shows_the_time_to_ready_next_to_the_price():
 
     from rich.console import Console
 
-    from launcher.cli import deploy
+    from launcher.cli import planning
     from launcher.plan import offers as plan_mod
 
     cat = catalog.load()
     result = plan_mod.build(cat, cat.model("20b"), gpu_specs=[(cat.gpu("H200"), 1)], clouds=["runpod"])
     buf = io.StringIO()
-    deploy._print_plan(result, 5, console=Console(file=buf, width=140))
+    planning.print_plan(result, 5, console=Console(file=buf, width=140))
     header, first = buf.getvalue().splitlines()[:2]
     assert header.split()[:5] == ["GPU", "CLOUD", "REGION", "INSTANCE", "$/HOUR"] and header.split()[5] == "READY"
     assert f"~{round(offers[0]['time_to_ready']['seconds'] / 60)} min" in first

@@ -1,7 +1,8 @@
 """The `gptoss-sky` command line. Only this package imports click or rich, prints, or picks exit codes.
 
-Command modules register on the `cli` group: catalog_cmds (capacity, render), deploy (plan, up, serve,
-scale, status, endpoint, down, forget), verify (smoke, bench, eval) and operate (logs, doctor). SkyPilot
+Command modules register on the `cli` group: catalog_cmds (capacity, render), planning (plan), deploying
+(up, serve, scale), inspecting (status, endpoint), teardown (down, forget), verify (smoke, bench, eval) and
+operate (logs, doctor); the option sets plan, up and serve share live in options. SkyPilot
 is imported lazily inside the commands that need it, so `gptoss-sky --help` stays fast.
 """
 
@@ -50,9 +51,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from launcher.cli import catalog_cmds, deploy, operate, verify
+    from launcher.cli import catalog_cmds, deploying, inspecting, operate, planning, teardown, verify
 
-    for module in (catalog_cmds, deploy, verify, operate):
+    for module in (catalog_cmds, planning, deploying, inspecting, teardown, verify, operate):
         for command in module.COMMANDS:
             cli.add_command(command)
 

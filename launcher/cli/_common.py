@@ -128,3 +128,8 @@ def parse_gpu_spec(catalog: Any, spec: str) -> tuple[Any, int | None]:
     if not count_text.isdigit() or int(count_text) not in (1, 2, 4, 8):
         raise UserError(f"GPU count in --gpu {spec!r} must be 1, 2, 4 or 8 (a tensor-parallel size)")
     return gpu, int(count_text)
+
+
+def money(value, decimals=2):
+    """Dollars with a fixed number of decimals (cents for $/hour and costs, 3 for $ per 1M tokens)."""
+    return "-" if value is None else f"${value:,.{decimals}f}"
