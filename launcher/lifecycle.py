@@ -1,6 +1,6 @@
 """Deployment lifecycle: plan -> render -> launch -> wait -> smoke; scale, status, endpoint, down.
 
-Talks to SkyPilot only through a `skyapi.SkyClient` (injected, so tests pass a recording fake), and
+Talks to SkyPilot only through a `SkyClient` (launcher.sky.seam; injected, so tests pass FakeSky), and
 keeps a local record per deployment (launcher.sky.state) written *before* anything is launched, so an
 interrupted or failed launch is always visible to `status` and removable with `down`.
 """
@@ -32,6 +32,7 @@ from launcher.plan.offers import Plan
 from launcher.plan.recipes import Recipe
 from launcher.sky import state
 from launcher.sky import watch as watch_mod
+from launcher.sky.seam import SkyClient
 
 Progress = Callable[[str], None]
 LB_TIMEOUT_S = 600  # a READY service's load balancer answers within this, or something is wrong
@@ -98,7 +99,7 @@ def name_taken(name: str) -> str | None:
     return None
 
 
-def _check_free(client: Any, name: str, service: bool) -> None:
+def _check_free(client: SkyClient, name: str, service: bool) -> None:
     taken = name_taken(name)
     if taken:
         raise UserError(taken)
@@ -108,7 +109,7 @@ def _check_free(client: Any, name: str, service: bool) -> None:
                         "gptoss-sky will not touch it: pick another --name")
 
 
-def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deployment, *,
+def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render.Deployment, *,
            progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None,
            observer: watch_mod.Observer | None = None, poll: float | None = None,
            envs: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -190,8 +191,8 @@ def launch(catalog: Catalog, client: Any, model: Model, deployment: render.Deplo
         raise _launch_stopped(replace(record, phases=view.phases()), exc) from exc
     record = replace(record, state="up", phases=view.phases())
     state.save(record)
-    result = {"name": name, "kind": record.kind, "endpoint": endpoint, "model": record.served_model,
-              "key_path": record.key_path}
+    result: dict[str, Any] = {"name": name, "kind": record.kind, "endpoint": endpoint,
+                              "model": record.served_model, "key_path": record.key_path}
     if smoke is not None:
         view.begin("smoke")
         result["smoke"] = smoke(endpoint, key, record.served_model)
@@ -231,7 +232,7 @@ def _launch_stopped(record: state.Record, exc: BaseException) -> GptossSkyError:
     return SkyError(f"{name} did not come up ({reason}). {hint}")
 
 
-def _wait_service_ready(client: Any, name: str, view: watch_mod.Watch, timeout: float,
+def _wait_service_ready(client: SkyClient, name: str, view: watch_mod.Watch, timeout: float,
                         poll: float = watch_mod.POLL_S) -> None:
     """Until SkyServe says READY; a failed controller, service or replica ends the wait at once."""
     watch_mod.watch_service(client, name, view, timeout, poll)
@@ -269,7 +270,7 @@ def wait_until_answering(base_url: str, key: str, model: str, timeout: float, pr
             time.sleep(interval)
 
 
-def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | None,
+def scale(client: SkyClient, name: str, *, replicas: int | None, min_replicas: int | None,
           max_replicas: int | None, target_qps: float | None) -> dict[str, Any]:
     record = state.load(name)
     if record.kind != "service":
@@ -318,7 +319,7 @@ def scale(client: Any, name: str, *, replicas: int | None, min_replicas: int | N
 
 # --- who owns a live deployment (a team shares one SkyPilot API server) -------------------------------
 
-def _current_user(client: Any) -> Any:
+def _current_user(client: SkyClient) -> Any:
     """This client's SkyPilot user (name or id), or None when the seam cannot tell."""
     ask = getattr(client, "current_user", None)
     if ask is None:
@@ -361,7 +362,7 @@ NOT_FOUND_HINT = ("SkyPilot does not list it: if it is really gone, `gptoss-sky 
                   "launched from, check `sky api info`")
 
 
-def status(client: Any, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+def status(client: SkyClient, names: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Records joined with live SkyPilot status. Never deletes anything: a deployment SkyPilot does not
     list is shown as "not found" with what to do, and its record and key stay."""
     records, corrupt = state.scan()
@@ -445,7 +446,7 @@ def _row(record: state.Record, live: dict | None, now: float) -> dict[str, Any]:
     return row
 
 
-def endpoint(client: Any, name: str) -> str:
+def endpoint(client: SkyClient, name: str) -> str:
     record = state.load(name)
     if record.kind == "service":
         services = client.services([name])
@@ -456,14 +457,14 @@ def endpoint(client: Any, name: str) -> str:
     return normalize_endpoint(client.endpoint(name, record.port))
 
 
-def connection_for(name: str, client: Any | None = None) -> Connection:
+def connection_for(name: str, client: SkyClient | None = None) -> Connection:
     """Endpoint, key, model and price of a deployment gptoss-sky launched."""
     from launcher.sky import skyapi
 
     name = state.validate_name(name)
     record = state.load(name)
     key = state.read_record_key(record)  # before any SkyPilot call: a lost key is known at once
-    client = client or skyapi.SkyClient()
+    client = client or skyapi.SkyPilotClient()
     price = record.price_per_hour
     if price is None and record.kind == "cluster":  # what SkyPilot actually launched, for bench's $/1M
         price = next((c.get("price_per_hour") for c in client.clusters([name]) if c.get("name") == name), None)
@@ -485,7 +486,7 @@ def _local(name: str) -> tuple[state.Record | None, bool]:
         return None, state.exists(name)
 
 
-def down_targets(client: Any, names: Sequence[str], everything: bool) -> list[tuple[str, str]]:
+def down_targets(client: SkyClient, names: Sequence[str], everything: bool) -> list[tuple[str, str]]:
     """Resolve what `down` would remove, before removing anything: [(name, kind)], kind "cluster",
     "service", or RECORD_ONLY (only local files: nothing was launched, or the live one is someone else's).
 
@@ -493,6 +494,7 @@ def down_targets(client: Any, names: Sequence[str], everything: bool) -> list[tu
     another user of a shared API server is never a target, and one of unknown owner without a local
     record only when named."""
     me = _current_user(client)
+    item: dict[str, Any] | None  # a live cluster/service record, None where SkyPilot has none
     if everything:
         records, corrupt = state.scan()
         targets: dict[str, str] = {r.name: r.kind if r.sky_called else RECORD_ONLY for r in records}
@@ -525,7 +527,7 @@ def down_targets(client: Any, names: Sequence[str], everything: bool) -> list[tu
             raise UnknownDeploymentError(f"{name!r} was not launched by gptoss-sky (names start with "
                                          f"{state.NAME_PREFIX!r}); nothing was touched")
         kinds = [record.kind] if record is not None else ["cluster", "service"]
-        found = None
+        found: tuple[str, dict[str, Any]] | None = None
         for kind in kinds:
             query = client.clusters if kind == "cluster" else client.services
             item = next((x for x in query([name]) if x.get("name") == name), None)
@@ -548,7 +550,8 @@ def down_targets(client: Any, names: Sequence[str], everything: bool) -> list[tu
     return out
 
 
-def down(client: Any, targets: Sequence[tuple[str, str]], purge: bool, progress: Progress) -> list[dict[str, Any]]:
+def down(client: SkyClient, targets: Sequence[tuple[str, str]], purge: bool,
+         progress: Progress) -> list[dict[str, Any]]:
     """Tear down every target, whatever happens to the others; one result per target:
     {"name", "kind", "removed": bool, "message"}. A record and key go only when the cluster/service is
     gone (torn down now, or SkyPilot has no such thing), nothing was launched, or --purge."""
@@ -596,7 +599,7 @@ def forget(name: str) -> list[str]:
     return state.remove(name)
 
 
-def idle_serve_controllers(client: Any) -> list[str]:
+def idle_serve_controllers(client: SkyClient) -> list[str]:
     """Serve controller clusters left once no service runs (they bill until they stop themselves)."""
     if client.services(None):
         return []

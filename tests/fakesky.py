@@ -1,4 +1,4 @@
-"""FakeSky: a stand-in for launcher.sky.skyapi.SkyClient where SkyPilot would reach a cloud.
+"""FakeSky: a launcher.sky.seam.SkyClient standing in for skyapi.SkyPilotClient where SkyPilot would reach a cloud.
 
 Its answers where no cloud is needed (nothing launched, unknown names, no serve controller, no enabled
 cloud) are checked against a real SkyPilot API server by tests/test_sky_contract.py, with one test body
@@ -6,7 +6,9 @@ for both. What needs a cloud is scripted, in SkyPilot's own shapes: cluster reco
 SkyPilot's `StatusResponse` schema, service and replica records carry the keys of `sky.serve.status`,
 and every state name is looked up in SkyPilot's enums (ClusterStatus, JobStatus, ServiceStatus,
 ReplicaStatus), so a state SkyPilot does not have cannot be scripted. Records go through the seam's own
-converters (skyapi.cluster_from_sky / service_from_sky), so callers see exactly what SkyClient returns.
+converters (skyapi.cluster_from_sky / service_from_sky), so callers see exactly what SkyPilotClient returns.
+mypy checks it against the SkyClient Protocol (the assignment at the end of this file), and
+tests/test_sky_seam.py compares its signatures with the Protocol's.
 
 Use:
     sky = FakeSky(endpoint="127.0.0.1:8000")            # one cloud enabled ("lambda")
@@ -16,20 +18,25 @@ Use:
     sky.service_script = [("CONTROLLER_INIT", []), ("REPLICA_INIT", [(1, "PROVISIONING")]),
                           ("READY", [(1, "READY")])]    # service states serve_up() scripts, one per poll
     sky.add_cluster("gptoss-x", user_name="alice", user_hash="a11ce")   # someone else's cluster
-    sky.install(monkeypatch)                            # skyapi.SkyClient() and enabled_clouds() -> it
+    sky.install(monkeypatch)                            # skyapi.SkyPilotClient(), enabled_clouds() -> it
 `calls` records what crossed the seam: ("launch", {...}), ("endpoint", name, port), ("down", name),
 ("serve_up", {...}), ("serve_update", {...}), ("serve_down", name).
 """
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import GptossSkyError, NoCloudError, NotFoundError, SkyError
 from launcher.sky import skyapi
+from launcher.sky.seam import SkyClient
+
+if TYPE_CHECKING:
+    from sky.schemas.api.responses import StatusResponse
 
 ME = {"user_hash": "f00dcafe", "user_name": "me"}
 SKY_NO_CLOUD = "Cloud access is not set up. Run: sky check"  # SkyPilot 0.14.1's NoCloudAccessError
@@ -37,15 +44,12 @@ SKY_NO_CLOUD = "Cloud access is not set up. Run: sky check"  # SkyPilot 0.14.1's
 
 def _enum(kind: str, name: str) -> Any:
     """SkyPilot's enum member for a state name (KeyError for a state SkyPilot does not have)."""
-    if kind == "cluster":
-        from sky.utils.status_lib import ClusterStatus as enum
-    elif kind == "job":
-        from sky.skylet.job_lib import JobStatus as enum
-    elif kind == "service":
-        from sky.serve.serve_state import ServiceStatus as enum
-    else:
-        from sky.serve.serve_state import ReplicaStatus as enum
-    return enum[name]
+    from sky.serve.serve_state import ReplicaStatus, ServiceStatus
+    from sky.skylet.job_lib import JobStatus
+    from sky.utils.status_lib import ClusterStatus
+
+    enums: dict[str, Any] = {"cluster": ClusterStatus, "job": JobStatus, "service": ServiceStatus}
+    return enums.get(kind, ReplicaStatus)[name]
 
 
 class Script:
@@ -70,7 +74,7 @@ class Script:
 
 
 class FakeSky:
-    """Same methods and answers as skyapi.SkyClient (see its docstring for the guarantees)."""
+    """Same methods and answers as skyapi.SkyPilotClient (see its docstring for the guarantees)."""
 
     def __init__(self, endpoint: str = "127.0.0.1:1", fail_launch: BaseException | None = None,
                  enabled_infra: Sequence[str] = ("lambda",), me: dict | None = None):
@@ -79,7 +83,7 @@ class FakeSky:
         self.fail_launch = fail_launch
         self.infra = list(enabled_infra)
         self.me = dict(me or ME)
-        self.raw_clusters: dict[str, dict] = {}  # name -> SkyPilot status record (StatusResponse fields)
+        self.raw_clusters: dict[str, StatusResponse] = {}  # name -> SkyPilot's status record
         self.raw_services: dict[str, dict] = {}  # name -> SkyPilot serve status record
         self.service_scripts: dict[str, Script] = {}
         self.jobs: dict[str, dict[int, Script]] = {}  # cluster -> job id -> script of (JobStatus, lines)
@@ -91,14 +95,14 @@ class FakeSky:
     # --- test set-up ----------------------------------------------------------------------------
 
     def install(self, monkeypatch) -> FakeSky:
-        """Make skyapi.SkyClient() return this fake and skyapi.enabled_clouds() ask it."""
-        monkeypatch.setattr(skyapi, "SkyClient", lambda: self)
+        """Make skyapi.SkyPilotClient() return this fake and skyapi.enabled_clouds() ask it."""
+        monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: self)
         monkeypatch.setattr(skyapi, "enabled_clouds", self.enabled_clouds)
         return self
 
     def add_cluster(self, name: str, status: str = "UP", *, cloud: str = "lambda", region: str = "us-east-1",
                     price_per_hour: float | None = 1.29, user_hash: str | None = None,
-                    user_name: str | None = None, launched_at: int | None = None) -> dict:
+                    user_name: str | None = None, launched_at: int | None = None) -> StatusResponse:
         """A cluster as `sky.status` reports it (validated by SkyPilot's StatusResponse schema)."""
         from sky.schemas.api.responses import StatusResponse
 
@@ -160,7 +164,9 @@ class FakeSky:
             raise NoCloudError(f"{action}: no cloud is enabled in SkyPilot; run `sky check`\n"
                                f"SkyPilot: {SKY_NO_CLOUD}")
 
-    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down, output=None):
+    def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
+               envs: Mapping[str, str], idle_minutes: int | None, down: bool,
+               output: io.TextIOBase | None = None) -> int | None:
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)  # what SkyPilot would parse
         self._no_cloud(f"launching {cluster_name}")
         self.calls.append(("launch", dict(config=config, name=cluster_name, secrets=dict(secrets), envs=dict(envs),
@@ -172,7 +178,8 @@ class FakeSky:
         self.set_job(cluster_name, self.job_script, job_id)
         return job_id
 
-    def endpoint(self, name, port):
+    def endpoint(self, cluster_name: str, port: int) -> str:
+        name = cluster_name
         self.calls.append(("endpoint", name, port))
         if name not in self.raw_clusters:
             raise NotFoundError(f"getting the endpoint of {name}: Cluster {name!r} not found.")
@@ -180,20 +187,23 @@ class FakeSky:
             raise SkyError(f"getting the endpoint of {name}: Cluster {name!r} is not up.")
         return self.endpoint_value
 
-    def clusters(self, names=None):
+    def clusters(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         return [skyapi.cluster_from_sky(r) for n, r in self.raw_clusters.items() if not names or n in names]
 
-    def current_user(self):
+    def current_user(self) -> dict[str, str | None]:
         return dict(self.me)
 
-    def down(self, name, purge=False):
+    def down(self, cluster_name: str, purge: bool = False) -> None:
+        name = cluster_name
         self.calls.append(("down", name))
         if name not in self.raw_clusters:
             raise NotFoundError(f"tearing down {name}: Cluster {name!r} does not exist.")
         del self.raw_clusters[name]
         self.jobs.pop(name, None)
 
-    def serve_up(self, config, name, *, secrets, envs, output=None):
+    def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
+                 envs: Mapping[str, str], output: io.TextIOBase | None = None) -> str:
+        name = service_name
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
         self._no_cloud(f"starting service {name}")
         self.calls.append(("serve_up", dict(config=config, name=name, secrets=dict(secrets), task=task)))
@@ -203,19 +213,22 @@ class FakeSky:
         self.add_cluster("sky-serve-controller-f00dcafe", "UP", price_per_hour=0.2)
         return f"http://{self.endpoint_value}"
 
-    def serve_update(self, config, name, *, secrets, envs):
+    def serve_update(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
+                     envs: Mapping[str, str]) -> None:
+        name = service_name
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
         self.calls.append(("serve_update", dict(config=config, name=name, task=task)))
         if name not in self.raw_services:
             raise SkyError(f"updating service {name}: Service {name!r} does not exist.")
 
-    def services(self, names=None):
+    def services(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if not self.controller:
             return []
         return [skyapi.service_from_sky(self._service_record(n)) for n in list(self.raw_services)
                 if not names or n in names]
 
-    def serve_down(self, name, purge=False):
+    def serve_down(self, service_name: str, purge: bool = False) -> None:
+        name = service_name
         self.calls.append(("serve_down", name))
         if not self.controller or name not in self.raw_services:
             raise NotFoundError(f"tearing down service {name}: SkyPilot has no service named {name!r}")
@@ -226,7 +239,7 @@ class FakeSky:
         del self.raw_services[name]
         del self.service_scripts[name]
 
-    def job_status(self, cluster_name, job_id=None):
+    def job_status(self, cluster_name: str, job_id: int | None = None) -> str | None:
         if cluster_name not in self.raw_clusters:
             raise NotFoundError(f"reading the job status of {cluster_name}: Cluster {cluster_name!r} does not exist.")
         jobs = self.jobs.get(cluster_name) or {}
@@ -235,7 +248,8 @@ class FakeSky:
         script = jobs.get(max(jobs) if job_id is None else job_id)
         return None if script is None else _value(_enum("job", script.advance()[0]))
 
-    def tail_logs(self, cluster_name, job_id=None, *, follow=True, tail=0) -> Iterator[str]:
+    def tail_logs(self, cluster_name: str, job_id: int | None = None, *, follow: bool = True,
+                  tail: int = 0) -> Iterator[str]:
         if cluster_name not in self.raw_clusters:
             raise NotFoundError(f"reading the log of {cluster_name}: Cluster {cluster_name!r} does not exist.")
         jobs = self.jobs.get(cluster_name) or {}
@@ -248,22 +262,25 @@ class FakeSky:
         lines = script.lines_so_far()
         return iter(lines[-tail:] if tail else lines)
 
-    def serve_logs(self, service_name, replica_id, *, follow=True, tail=0) -> Iterator[str]:
+    def serve_logs(self, service_name: str, replica_id: int, *, follow: bool = True,
+                   tail: int = 0) -> Iterator[str]:
         if not self.controller or service_name not in self.raw_services:
             raise NotFoundError(f"reading the log of {service_name} replica {replica_id}: SkyPilot has no "
                                 f"service named {service_name!r}")
         lines = self.replica_logs.get((service_name, replica_id), [])
         return iter(lines[-tail:] if tail else lines)
 
-    def enabled_infra(self):
+    def enabled_infra(self) -> list[str]:
         return list(self.infra)
 
-    def enabled_clouds(self):
+    def enabled_clouds(self) -> list[str]:
         return sorted({i.split("/")[0] for i in self.infra})
 
 
 def _value(status: Any) -> str | None:
     return None if status is None else str(getattr(status, "value", status))
 
+
+_: SkyClient = FakeSky()  # mypy: a FakeSky method that drifts from the seam's Protocol fails the type check
 
 __all__ = ["FakeSky", "Script", "ME", "GptossSkyError"]

@@ -120,7 +120,7 @@ def test_env_and_secret_reach_skypilot_as_overrides_and_the_secret_nowhere_else(
     secret_value = "exa-SECRET-77c1"
     monkeypatch.setenv("EXA_API_KEY", secret_value)
     fake = RecordingSky(server.url.removeprefix("http://"))
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
     result = invoke("up", "20b", "-y", "--json", "--no-smoke", "--gpu", "H100", "--env", "HF_HUB_DISABLE_XET=1",
                     "--secret", "EXA_API_KEY")

@@ -30,7 +30,7 @@ def tripwires(monkeypatch):
 
     for module, names in ((plan, ["_rows", "_snapshot_rows"]),
                           (skyapi, ["list_gpu_offers", "list_gpu_offers_from_snapshot", "enabled_clouds",
-                                    "SkyClient", "optimize"]),
+                                    "SkyPilotClient", "optimize"]),
                           (smoke, ["smoke"]), (bench, ["bench", "first_model"]), (evals, ["run_eval"]),
                           (lifecycle, ["connection_for", "launch", "scale", "status", "down_targets"])):
         for name in names:

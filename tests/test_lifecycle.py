@@ -387,7 +387,7 @@ def test_up_end_to_end_through_the_cli_waits_smokes_and_never_prints_the_key(see
     from openai_server import API_KEY
 
     fake = FakeSky(server.url.removeprefix("http://"))
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)  # the fake server's key
     result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "-y", "--json"])
     assert result.exit_code == 0, result.output + result.stderr
@@ -404,7 +404,7 @@ def test_up_end_to_end_through_the_cli_waits_smokes_and_never_prints_the_key(see
 
 def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(sky_server, monkeypatch):
     calls = []
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: calls.append("client") or FakeSky())
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: calls.append("client") or FakeSky())
     result = CliRunner(mix_stderr=False).invoke(cli, ["up", "20b", "-y", "--gpu", "H100"])
     assert result.exit_code == 2
     assert "run `sky check`" in result.stderr and "Traceback" not in result.stderr

@@ -101,7 +101,7 @@ def node(seeded, server, monkeypatch):  # noqa: F811
         if answers:
             kwargs.setdefault("after_lines", lambda: server.config.faults.discard("loading"))
         fake = NodeSky(**kwargs)
-        monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+        monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
         made.append(fake)
         return fake
     yield make

@@ -156,7 +156,7 @@ def node_env(seeded, server, monkeypatch, tmp_path):  # noqa: F811
 
     def make(**extra_env):
         runner = NodeRunner(server, home, stubs, extra_env)
-        monkeypatch.setattr(skyapi, "SkyClient", lambda: runner)
+        monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: runner)
         runners.append(runner)
         return runner
     yield make

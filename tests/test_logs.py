@@ -10,7 +10,7 @@ from launcher.sky import skyapi, state
 
 
 class _Sky:
-    """SkyClient's log calls as their docstrings in launcher/sky/skyapi.py specify: iterators of lines."""
+    """SkyPilotClient's log calls as their docstrings in launcher/sky/skyapi.py specify: iterators of lines."""
 
     def __init__(self, replicas=(), gone=False):
         self.calls = []
@@ -44,7 +44,7 @@ def _record(name, kind):
 @pytest.fixture
 def sky(monkeypatch):
     fake = _Sky(replicas=[{"id": 3, "status": "STARTING"}, {"id": 4, "status": "READY"}])
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     _record("gptoss-a", "cluster")
     _record("gptoss-svc-b", "service")
     return fake

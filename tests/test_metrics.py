@@ -134,7 +134,7 @@ def test_watch_memory_measures_from_the_previous_refresh_with_one_scrape(monkeyp
 
 
 class _Sky:
-    """The seam's status calls only, answering as SkyClient does (see skyapi.SkyClient)."""
+    """The seam's status calls only, answering as SkyClient does (see skyapi.SkyPilotClient)."""
 
     def __init__(self, clusters, services, endpoints):
         self._clusters, self._services, self._endpoints = clusters, services, endpoints
@@ -182,7 +182,7 @@ def deployments(monkeypatch):
                               {"id": 2, "status": "READY", "endpoint": r2, "price_per_hour": 3.0,
                                "launched_at": state.now() - 1800}]}]
     fake = _Sky(clusters, services, endpoints)
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     yield
     for s in servers.values():
         s.__exit__(None, None, None)

@@ -47,7 +47,7 @@ SCENARIOS = {
 def client(request):
     if request.param == "real":
         request.getfixturevalue("sky_server")
-        return skyapi.SkyClient()
+        return skyapi.SkyPilotClient()
     return FakeSky(enabled_infra=())
 
 

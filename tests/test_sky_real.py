@@ -86,17 +86,17 @@ def test_enabled_clouds_and_infra_are_the_api_servers(sky_server):
     try:
         skyserver.set_enabled_clouds(sky_server, ["kubernetes", "lambda"])
         assert skyapi.enabled_clouds() == ["kubernetes", "lambda"]
-        assert skyapi.SkyClient().enabled_infra() == ["kubernetes/gptoss-fake-ctx", "lambda"]
+        assert skyapi.SkyPilotClient().enabled_infra() == ["kubernetes/gptoss-fake-ctx", "lambda"]
     finally:
         skyserver.set_enabled_clouds(sky_server, [])
-    assert skyapi.enabled_clouds() == [] and skyapi.SkyClient().enabled_infra() == []
+    assert skyapi.enabled_clouds() == [] and skyapi.SkyPilotClient().enabled_infra() == []
 
 
 def test_current_user_is_who_the_server_records_as_owner(sky_server):
     """The owner of what this client launches is the user the server attributes its requests to."""
     from sky.client import sdk
 
-    client = skyapi.SkyClient()
+    client = skyapi.SkyPilotClient()
     me = client.current_user()
     client.clusters()  # one request, attributed by the server
     requests = sdk.api_status(all_status=True, limit=50)
@@ -109,7 +109,7 @@ def test_sky_output_never_reaches_stdout_even_when_the_sdk_prints_there(sky_serv
     from sky import sky_logging
     from sky.utils import rich_console_utils
 
-    skyapi.SkyClient().clusters()  # the first call routes SkyPilot's output
+    skyapi.SkyPilotClient().clusters()  # the first call routes SkyPilot's output
     sky_logging.init_logger("sky.test").info("SkyPilot log line")
     rich_console_utils.get_console().print("SkyPilot console line")
     out, err = capfd.readouterr()

@@ -53,7 +53,7 @@ def sky(monkeypatch):
     from launcher.sky import skyapi
 
     fake = Sky()
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     return fake
 
 
@@ -264,7 +264,7 @@ def test_ctrl_c_at_each_phase_leaves_a_record_that_says_what_may_exist_and_down_
 
     cat = catalog.load()
     fake = Interrupting(phase, openai_ok)
-    monkeypatch.setattr(skyapi, "SkyClient", lambda: fake)
+    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     with pytest.raises(SkyError, match="interrupted") as info:
         lifecycle.launch(cat, fake, cat.model("20b"), _deploy(cat, "gptoss-cc"), progress=fake.progress)
     assert "gptoss-sky down gptoss-cc" in str(info.value)

@@ -219,9 +219,9 @@ def check(args, world):
         root = Path(tmp)
         home = build(root, world)
         fake = FuzzSky(world)
-        old_env, old_client = os.environ.get("GPTOSS_SKY_HOME"), skyapi.SkyClient
+        old_env, old_client = os.environ.get("GPTOSS_SKY_HOME"), skyapi.SkyPilotClient
         os.environ["GPTOSS_SKY_HOME"] = str(home)
-        skyapi.SkyClient = lambda: fake
+        skyapi.SkyPilotClient = lambda: fake
         try:
             before = snapshot(root)
             records_before = {Path(p).stem for p in before if p.startswith("gptoss-sky/deployments/")}
@@ -230,7 +230,7 @@ def check(args, world):
             result = invoke(*args)
             after = snapshot(root)
         finally:
-            skyapi.SkyClient = old_client
+            skyapi.SkyPilotClient = old_client
             if old_env is None:
                 os.environ.pop("GPTOSS_SKY_HOME", None)
             else:

@@ -24,7 +24,7 @@ class _Group(click.Group):
     Ctrl-C 130. GPTOSS_SKY_DEBUG=1 re-raises GptossSkyError so the traceback shows.
     """
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 import yaml
 
@@ -23,6 +25,9 @@ from launcher.cli.planning import priced_plan, print_plan, resolve
 from launcher.errors import GptossSkyError, NoCloudError, UserError
 from launcher.node import render
 from launcher.sky import state
+
+if TYPE_CHECKING:
+    from launcher.verify.smoke import SmokeReport
 
 
 def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, envs=(), secrets=(), **service):
@@ -73,8 +78,8 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     cost = f"from {money(first)}/hour" if first is not None else "price unknown"
     if not yes and not click.confirm(f"Launch {full_name} ({cost})?", err=True):
         raise click.Abort()
-    client = skyapi.SkyClient()
-    smoke = None if no_smoke else _smoke_runner(json_)
+    client = skyapi.SkyPilotClient()
+    smoke = None if no_smoke else _SmokeRunner()
     with LaunchView(json_) as view:
         try:
             outcome = lifecycle.launch(catalog, client, m, deployment, progress=view.progress, smoke=smoke,
@@ -104,7 +109,7 @@ def _report_outcome(outcome, smoke, json_):
     if json_:
         print_json(outcome)
     else:
-        if smoke is not None and getattr(smoke, "report", None) is not None:
+        if smoke is not None and smoke.report is not None:
             from launcher.cli.verify import print_smoke_report
 
             print_smoke_report(smoke.report)
@@ -125,16 +130,17 @@ def kind_prefix(kind):
     return "" if kind == "cluster" else "svc-"
 
 
-def _smoke_runner(json_):
+class _SmokeRunner:
     """The smoke test lifecycle runs once the model answers; keeps the report for printing."""
-    from launcher.verify import smoke as smoke_mod
 
-    def run(endpoint, key, model):
-        report = smoke_mod.smoke(endpoint, key, model)
-        run.report = report
+    def __init__(self) -> None:
+        self.report: SmokeReport | None = None
+
+    def __call__(self, endpoint, key, model):
+        from launcher.verify import smoke as smoke_mod
+
+        report = self.report = smoke_mod.smoke(endpoint, key, model)
         return report.to_dict()
-    run.report = None
-    return run
 
 
 def _print_ready(outcome):
@@ -216,7 +222,7 @@ def scale(name, replicas, min_replicas, max_replicas, target_qps, json_):
         raise UserError("give --replicas R, or --min-replicas A --max-replicas B [--target-qps Q]")
     if min_replicas is not None and min_replicas > max_replicas:
         raise UserError(f"need 0 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}")
-    result = lifecycle.scale(skyapi.SkyClient(), name, replicas=replicas,
+    result = lifecycle.scale(skyapi.SkyPilotClient(), name, replicas=replicas,
                              min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps)
     print_json(result) if json_ else stdout.print(f"{result['name']}: rolling update to {result['replica_policy']}")
     return 0

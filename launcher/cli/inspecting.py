@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -12,6 +13,9 @@ from launcher.cli._common import json_option, money, print_json, stderr, table_c
 from launcher.errors import UserError
 from launcher.plan import catalog as catalog_mod
 from launcher.sky import state
+
+if TYPE_CHECKING:
+    from launcher.operate.metrics import Scrape
 
 
 @click.command("status")
@@ -32,9 +36,10 @@ def status(names, watch, interval, window, no_metrics, json_):
     if interval <= 0 or window <= 0:
         raise UserError("--interval and --window must be positive seconds")
     wanted = [state.validate_name(n) for n in names]
-    client = skyapi.SkyClient()
+    client = skyapi.SkyPilotClient()
 
-    memory = {} if watch else None  # --watch: each refresh measures from the previous one's scrape
+    # --watch: each refresh measures from the previous one's scrape
+    memory: dict[str, Scrape] | None = {} if watch else None
 
     def rows():
         found = lifecycle.status(client, wanted)
@@ -116,7 +121,7 @@ def endpoint(name):
     from launcher.sky import skyapi
 
     name = state.validate_name(name)
-    click.echo(lifecycle.endpoint(skyapi.SkyClient(), name))
+    click.echo(lifecycle.endpoint(skyapi.SkyPilotClient(), name))
     return 0
 
 

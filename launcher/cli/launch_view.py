@@ -49,30 +49,30 @@ class LaunchView:
         if self.live is not None:
             return  # the Live re-renders on its own refresh
         if event == "phase":
-            self._plain_phases(None, watch.timeline)
+            self._plain_phases(watch.name, None, watch.timeline)
             for rid, replica in sorted(watch.replicas.items()):
-                self._plain_phases(rid, replica.timeline)
+                self._plain_phases(watch.name, rid, replica.timeline)
         elif event == "replica":
             for rid, replica in sorted(watch.replicas.items()):
                 if self._status.get(rid) != replica.status:
                     self._status[rid] = replica.status
                     stderr.print(f"[{self._elapsed():>6}] {watch.name} replica {rid}: {replica.status}")
-                self._plain_phases(rid, replica.timeline)
+                self._plain_phases(watch.name, rid, replica.timeline)
         elif event == "status" and watch.status:
             what = "service" if watch.kind == "service" else "job"
             stderr.print(f"[{self._elapsed():>6}] {watch.name} {what}: {watch.status}")
         elif event == "note" and watch.note:
             stderr.print(f"[dim][{self._elapsed():>6}] {escape(watch.note)}[/]")
 
-    def _plain_phases(self, rid, timeline):
+    def _plain_phases(self, name, rid, timeline):
         shown = self._shown.get(rid, 0)
         for phase in timeline.phases[shown:]:
-            who = self.watch.name if rid is None else f"{self.watch.name} replica {rid}"
+            who = name if rid is None else f"{name} replica {rid}"
             stderr.print(f"[{self._elapsed():>6}] {who}: {phases_mod.LABELS.get(phase.name, phase.name)}")
         self._shown[rid] = len(timeline.phases)
 
     def __rich__(self):
-        from rich.console import Group
+        from rich.console import Group, RenderableType
         from rich.text import Text
 
         watch = self.watch
@@ -100,6 +100,6 @@ class LaunchView:
         head = Text.assemble((f"{watch.name}", "bold"), f"  {phases_mod.duration(now - watch.started)}",
                              (f"  {what} {watch.status}" if watch.status else "", "dim"),
                              (f"  {watch.note}" if watch.note else "", "dim"))
-        parts = [head, table]
+        parts: list[RenderableType] = [head, table]
         parts += [Text(line[:200], style="dim", overflow="ellipsis", no_wrap=True) for line in lines]
         return Group(*parts)

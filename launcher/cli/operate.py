@@ -21,7 +21,7 @@ def logs(name, follow, replica, tail):
     if tail < 0:
         raise click.BadParameter(f"must be 0 or more, got {tail}", param_hint="--tail")
     name = state.validate_name(name)  # before any SkyPilot request
-    for line in logs_mod.lines(skyapi.SkyClient(), name, follow=follow, replica=replica, tail=tail):
+    for line in logs_mod.lines(skyapi.SkyPilotClient(), name, follow=follow, replica=replica, tail=tail):
         click.echo(line)
     return 0
 
@@ -41,7 +41,7 @@ def doctor(engine, json_):
     from launcher.sky import skyapi
 
     eng = catalog_mod.load().engine(engine)
-    checks = doctor_mod.run(eng, lambda: skyapi.SkyClient().enabled_infra())
+    checks = doctor_mod.run(eng, lambda: skyapi.SkyPilotClient().enabled_infra())
     if json_:
         print_json([c.to_dict() for c in checks])
     else:

@@ -68,11 +68,11 @@ def print_plan(result, top, console=stderr):
         stderr.print(f"[dim]{note}[/]")
     wide = console.width >= 110
     table = Table(box=None, header_style="bold", pad_edge=False)
-    columns = [("GPU", "left"), ("CLOUD", "left"), ("REGION", "left")] + ([("INSTANCE", "left")] if wide else [])
-    columns += [("$/HOUR", "right")] + ([("READY", "right")] if wide else [])
-    columns += [("CONC", "right"), ("CTX", "right"), ("TOK/S", "right"), ("$/1M", "right")]
-    for col, justify in columns:
-        table.add_column(col, justify=justify, overflow="fold", no_wrap=col not in ("REGION", "INSTANCE"))
+    text_columns = ["GPU", "CLOUD", "REGION"] + (["INSTANCE"] if wide else [])
+    number_columns = ["$/HOUR"] + (["READY"] if wide else []) + ["CONC", "CTX", "TOK/S", "$/1M"]
+    for col in text_columns + number_columns:
+        table.add_column(col, justify="left" if col in text_columns else "right", overflow="fold",
+                         no_wrap=col not in ("REGION", "INSTANCE"))
     for o in result.offers[:top]:
         price = money(o.price_per_hour) if o.price_per_hour is not None else "unknown"
         cells = [f"{o.gpu}:{o.count}", o.cloud, o.region] + ([o.instance_type] if wide else [])

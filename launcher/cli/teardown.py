@@ -33,7 +33,7 @@ def down(names, everything, yes, purge, json_):
     if bool(names) == everything:
         raise UserError("give NAME... or --all (not both)")
     wanted = [state.validate_name(n) for n in names]
-    client = skyapi.SkyClient()
+    client = skyapi.SkyPilotClient()
     targets = lifecycle.down_targets(client, wanted, everything)
     if not targets:
         stderr.print("Nothing to tear down.")

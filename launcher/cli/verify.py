@@ -176,8 +176,8 @@ def print_smoke_report(report: smoke_lib.SmokeReport) -> None:
         stdout.print(f"[green]OK[/]: {passed}/{len(report.checks)} checks passed for {escape(str(report.model))}")
     else:
         ran = [c.name for c in report.failed if not c.detail.startswith("not run:")]
-        skipped = len(report.failed) - len(ran)
-        note = f", {skipped} not run" if skipped else ""
+        not_run = len(report.failed) - len(ran)
+        note = f", {not_run} not run" if not_run else ""
         stdout.print(f"[red]FAILED[/]: {', '.join(ran)} ({passed}/{len(report.checks)} passed{note})")
 
 

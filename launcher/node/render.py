@@ -191,9 +191,10 @@ def committed_deployments(catalog: Catalog) -> dict[str, Deployment]:
             if model.base:  # a fine-tune's files would be its base's with another repo: rendered on demand
                 continue
             shipped = recipes_mod.shipped(catalog, model, engine=engine.engine)
-            groups = [(r.slug, (r,), f"{model.name} on {r.count}x {r.gpu.name} with {engine.engine} "
-                       f"{engine.version}: max_model_len {r.max_model_len}, {r.capacity.concurrency_text} "
-                       "full-length requests predicted") for r in shipped]
+            groups: list[tuple[str, tuple[Recipe, ...], str]] = [
+                (r.slug, (r,), f"{model.name} on {r.count}x {r.gpu.name} with {engine.engine} "
+                 f"{engine.version}: max_model_len {r.max_model_len}, {r.capacity.concurrency_text} "
+                 "full-length requests predicted") for r in shipped]
             any_fit = tuple(recipes_mod.candidates(catalog, model, engine=engine.engine))
             if any_fit:
                 gpus = ", ".join(r.accelerator for r in any_fit)

@@ -7,13 +7,13 @@ prints them. Imports no click/rich/sky.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from launcher.errors import NotFoundError, SkyError, UserError
 from launcher.sky import state
+from launcher.sky.seam import SkyClient
 
 
-def lines(client: Any, name: str, *, follow: bool = False, replica: int | None = None,
+def lines(client: SkyClient, name: str, *, follow: bool = False, replica: int | None = None,
           tail: int = 0) -> Iterator[str]:
     """The log lines of deployment `name` (a cluster's latest job, or a service replica's), without newlines.
 
@@ -32,7 +32,7 @@ def lines(client: Any, name: str, *, follow: bool = False, replica: int | None =
         raise SkyError(f"{name} is gone from SkyPilot ({exc}); `gptoss-sky status` cleans up its record") from exc
 
 
-def _replica_id(client: Any, name: str, wanted: int | None) -> int:
+def _replica_id(client: SkyClient, name: str, wanted: int | None) -> int:
     services = client.services([name])
     if not services:
         raise SkyError(f"service {name} is gone from SkyPilot; `gptoss-sky status` cleans up its record")

@@ -12,7 +12,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +223,7 @@ def _build(cls: type, raw: Any, where: str, **extra: Any) -> Any:
     """Construct a dataclass from a mapping, rejecting unknown or missing keys with a clear message."""
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f for f in cls.__dataclass_fields__ if f not in extra}
+    known = {f.name for f in fields(cls) if f.name not in extra}
     for key in raw:
         if key not in known:
             hint = difflib.get_close_matches(str(key), sorted(known), n=1)

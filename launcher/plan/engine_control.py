@@ -138,6 +138,7 @@ def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, An
             raise UserError(f"--engine-arg {flag}: {engine.engine} {listed_version} has no such option{tip}")
         if flag in rules:
             _check_values(flag, values, rules[flag], f"{engine.engine} {listed_version}")
+        value: bool | str | int | float | list[Any]  # what the engine's config file takes
         if flag.startswith("--no-") and not values:
             key, value = flag[5:].replace("-", "_"), False  # emitted back as --no-<flag>
         else:

@@ -4,19 +4,21 @@
 touch SkyPilot stay fast. SkyPilot exceptions are mapped to SkyError / NoCloudError at this seam, and
 SDK request ids are resolved here, so callers get plain values. Offline-safe pieces (YAML validation,
 catalog reads, the in-process optimizer) are plain functions; the calls that reach a cloud (launch,
-status, down, serve) are methods of `SkyClient`, which tests replace with a recording fake.
+status, down, serve) are methods of `SkyPilotClient`, which implements launcher.sky.seam's `SkyClient`
+Protocol; tests use tests/fakesky.py's `FakeSky` in its place.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import queue
 import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import (
     ApiServerUnreachableError,
@@ -58,11 +60,11 @@ def map_sky_exceptions(action: str) -> Iterator[None]:
         raise SkyError(f"{action}: {sky_message(exc)}") from exc
 
 
-class _Stderr:
+class _Stderr(io.TextIOBase):
     """A stream that writes to whatever sys.stderr is at the time (pytest and click swap it)."""
 
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+    def write(self, s: str) -> int:
+        return sys.stderr.write(s)
 
     def flush(self) -> None:
         sys.stderr.flush()
@@ -93,7 +95,7 @@ def _route_sky_output() -> None:
                     handler.stream = _STDERR  # which pytest or click may already have closed
     console = rich_console_utils.get_console()
     if console.file is not _STDERR:
-        console.file = _STDERR  # type: ignore[assignment]
+        console.file = _STDERR
 
 
 @contextlib.contextmanager
@@ -286,22 +288,23 @@ def service_from_sky(record: Mapping[str, Any]) -> dict[str, Any]:
                 user_name=record.get("user_name"))
 
 
-class _LineQueue:
+class _LineQueue(io.TextIOBase):
     """A text stream for SDK calls that write logs to a stream: whole lines go to a queue."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.lines: queue.Queue = queue.Queue()
         self.partial = ""
-        self.closed = False
+        self.reader_gone = False
 
-    def write(self, text: str) -> int:
-        if self.closed:  # the reader stopped: end the SDK's streaming loop
+    def write(self, s: str) -> int:
+        if self.reader_gone:  # the reader stopped: end the SDK's streaming loop
             raise BrokenPipeError("log reader closed")
-        self.partial += text
+        self.partial += s
         *whole, self.partial = self.partial.split("\n")
         for line in whole:
             self.lines.put(line)
-        return len(text)
+        return len(s)
 
     def flush(self) -> None:
         pass
@@ -310,7 +313,7 @@ class _LineQueue:
         return False
 
 
-def _stream_lines(action: str, call: Callable[[Any], Any]) -> Iterator[str]:
+def _stream_lines(action: str, call: Callable[[io.TextIOBase], Any]) -> Iterator[str]:
     """Run an SDK call that writes to an output stream in a thread; yield its lines as they come.
 
     Errors are raised (mapped) after the lines already read; closing the iterator ends the stream.
@@ -324,7 +327,7 @@ def _stream_lines(action: str, call: Callable[[Any], Any]) -> Iterator[str]:
             with _sky_call(action):
                 call(out)
         except BaseException as exc:  # handed to the reading thread
-            if not out.closed:
+            if not out.reader_gone:
                 failure.append(exc)
         finally:
             if out.partial:
@@ -340,14 +343,15 @@ def _stream_lines(action: str, call: Callable[[Any], Any]) -> Iterator[str]:
                 break
             yield line
     finally:
-        out.closed = True
+        out.reader_gone = True
     worker.join(timeout=5)
     if failure:
         raise failure[0]
 
 
-class SkyClient:
-    """The seam where SkyPilot talks to clouds, through its API server (local or a team's).
+class SkyPilotClient:
+    """The seam where SkyPilot talks to clouds, through its API server (local or a team's): the real
+    launcher.sky.seam.SkyClient.
 
     Tests substitute tests/fakesky.py's FakeSky, whose answers are checked against a real API server.
     Guarantees (fresh machine included): `clusters(names)` lists only clusters that exist, of every user;
@@ -355,12 +359,12 @@ class SkyClient:
     of a name SkyPilot does not have raise NotFoundError; SkyPilot's output never reaches stdout.
     """
 
-    def _task(self, config, secrets, envs):
+    def _task(self, config: Mapping[str, Any], secrets: Mapping[str, str], envs: Mapping[str, str]) -> Any:
         return task_from_config(config, secrets=secrets, envs=envs)
 
     def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
                envs: Mapping[str, str], idle_minutes: int | None, down: bool,
-               output: Any = None) -> int | None:
+               output: io.TextIOBase | None = None) -> int | None:
         """Provision and set up the cluster and submit its job; returns the job id. SkyPilot's
         provisioning log goes to `output` (a text stream; stderr by default), never stdout."""
         import sky
@@ -417,7 +421,7 @@ class SkyClient:
             sky.stream_and_get(sky.down(cluster_name, purge=purge), output_stream=_STDERR)
 
     def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
-                 envs: Mapping[str, str], output: Any = None) -> str:
+                 envs: Mapping[str, str], output: io.TextIOBase | None = None) -> str:
         import sky
 
         task = self._task(config, secrets, envs)
@@ -527,6 +531,12 @@ class SkyClient:
             return [str(c) for c in sky.get(sdk.enabled_clouds(expand=True))]
 
 
+if TYPE_CHECKING:  # mypy: the real client keeps the seam's Protocol
+    from launcher.sky.seam import SkyClient
+
+    _: SkyClient = SkyPilotClient()
+
+
 def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
                                   snapshot_v8: str) -> list[dict[str, Any]]:
     """Same as list_gpu_offers for one cloud, read by SkyPilot from a bundled snapshot folder.
@@ -558,7 +568,7 @@ def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
             if getattr(module, "_user_df", False) is None and hasattr(module, "_default_df"):
                 # AWS renames zones per account by calling AWS (boto3, credentials, network); a snapshot
                 # read stays offline and account-neutral: SkyPilot's own fallback, the catalog as published.
-                module._user_df = module._default_df  # pylint: disable=protected-access
+                vars(module)["_user_df"] = module._default_df  # pylint: disable=protected-access
             found = module.list_accelerators(gpus_only=True, name_filter=pattern, region_filter=None,
                                              quantity_filter=None, case_sensitive=False, all_regions=True,
                                              require_price=True)

@@ -76,7 +76,7 @@ class Record:
         values = {}
         for f in fields(cls):
             if f.name not in data:
-                if f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
+                if f.default is MISSING and f.default_factory is MISSING:
                     raise ValueError(f"field {f.name!r} is missing")
                 continue
             value = data[f.name]

@@ -9,6 +9,7 @@ only push lines into a queue; all decisions happen in the caller's thread. What 
 from __future__ import annotations
 
 import collections
+import functools
 import queue
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 from launcher import phases as phases_mod
 from launcher.errors import EndpointError, LaunchFailedError, NotFoundError, SkyError
+from launcher.sky.seam import SkyClient
 
 POLL_S = 5.0  # how often job/service state and the endpoint are asked: failures show within this
 TAIL_LINES = 20  # log lines kept, and shown when a launch fails
@@ -209,7 +211,7 @@ def _drain_ready(events: queue.Queue, watch: Watch) -> None:
             watch.line(payload, key)
 
 
-def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[], str | None], watch: Watch,
+def watch_cluster(client: SkyClient, name: str, job_id: int | None, probe: Callable[[], str | None], watch: Watch,
                   timeout: float, poll: float = POLL_S) -> None:
     """Until `probe` says the model answers (None), or the job/engine fails (LaunchFailedError)."""
     events: queue.Queue = queue.Queue()
@@ -264,7 +266,7 @@ def watch_cluster(client: Any, name: str, job_id: int | None, probe: Callable[[]
         next_poll = time.monotonic() + poll
 
 
-def watch_service(client: Any, name: str, watch: Watch, timeout: float, poll: float = POLL_S) -> None:
+def watch_service(client: SkyClient, name: str, watch: Watch, timeout: float, poll: float = POLL_S) -> None:
     """Until the service is READY, or it or a replica reaches a failed state (LaunchFailedError)."""
     events: queue.Queue = queue.Queue()
     asking = _Asking()
@@ -314,7 +316,7 @@ def watch_service(client: Any, name: str, watch: Watch, timeout: float, poll: fl
                 raise fail(f"replica {rid} is {rstatus}", rid)
             if rstatus in REPLICA_RUNNING and rid not in tailing:
                 tailing.add(rid)
-                _tail(lambda rid=rid: client.serve_logs(name, rid, follow=True), events, rid)
+                _tail(functools.partial(client.serve_logs, name, rid, follow=True), events, rid)
         if status == "READY":
             _drain_ready(events, watch)
             return

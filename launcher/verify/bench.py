@@ -386,7 +386,7 @@ class _CountedStream(httpx.AsyncByteStream):
         self._stream = stream
         self._done: Callable[[], None] | None = done
 
-    async def __aiter__(self):  # type: ignore[override]
+    async def __aiter__(self):
         async for chunk in self._stream:
             yield chunk
 

@@ -462,6 +462,7 @@ class _Smoke:
                 f"not streamed: all content arrived in one chunk ({len(assembled)} chars)", **metrics
             )
         rate = metrics["tokens_per_s"]
+        assert first is not None  # every content event also stamped text_times
         if spread <= 0 or (rate is not None and rate > MAX_PLAUSIBLE_TOKENS_PER_S):
             shown = "at the same moment" if spread <= 0 else f"within {spread * 1000:.1f} ms"
             raise _CheckFailed(
@@ -506,7 +507,7 @@ class _Smoke:
             metrics[f"{effort}_reasoning_chars"] = sum(chars for chars, _ in results)
             metrics[f"{effort}_reasoning_chars_each"] = [chars for chars, _ in results]
             tokens = [t for _, t in results]
-            metrics[f"{effort}_reasoning_tokens"] = None if None in tokens else sum(tokens)  # type: ignore[arg-type]
+            metrics[f"{effort}_reasoning_tokens"] = None if None in tokens else sum(tokens)
         low, high = metrics["low_reasoning_chars"], metrics["high_reasoning_chars"]
         seen = f"reasoning over {n} questions: low {low} chars, high {high} chars"
         if high == 0:
@@ -566,7 +567,8 @@ class _Smoke:
         document = await self._post_json("/v1/responses", payload)
         if not isinstance(document, dict):
             raise _CheckFailed("/v1/responses did not return an object")
-        text = document.get("output_text") if isinstance(document.get("output_text"), str) else ""
+        output_text = document.get("output_text")
+        text = output_text if isinstance(output_text, str) else ""
         for item in document.get("output") or []:
             if isinstance(item, dict) and item.get("type") == "message":
                 for part in item.get("content") or []:
@@ -611,7 +613,7 @@ class _Smoke:
         rank = lambda status: 0 if status < 300 else 3 if status == 404 else 2 if status == 405 else 1  # noqa: E731
         open_ = sorted(
             ((label, status) for label, status, _ in results if status not in (None, 401, 403)),
-            key=lambda item: rank(item[1]),  # type: ignore[arg-type]
+            key=lambda item: rank(item[1]),
         )
         answered = [f"{label} (HTTP {status})" for label, status in open_]
         broken = [f"{label} ({error})" for label, status, error in results if status is None]
