@@ -52,7 +52,8 @@ from launcher.verify import rawstream  # noqa: E402
 
 # -- the server (child process) -------------------------------------------------------------------
 
-TOKEN_EVENT = b'data: {"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":" tok","finish_reason":null}]}\n\n'
+TOKEN_EVENT = (b'data: {"id":"cmpl-1","object":"text_completion",'
+               b'"choices":[{"index":0,"text":" tok","finish_reason":null}]}\n\n')
 TOKEN_CHUNK = b"%x\r\n%s\r\n" % (len(TOKEN_EVENT), TOKEN_EVENT)
 
 

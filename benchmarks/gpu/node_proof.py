@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -60,7 +61,8 @@ MILESTONES = {
     "load_done": re.compile(r"Model loading took"),
     "compile_start": re.compile(r"Start compiling|Dynamo bytecode transform time|Compiling a graph|Directly load"),
     "compile_done": re.compile(r"torch\.compile (?:takes|took) [\d.]+ s in total|run together took|"
-                               r"Directly load the compiled graph|Directly load AOT compilation|saved AOT compiled function"),
+                               r"Directly load the compiled graph|Directly load AOT compilation|"
+                               r"saved AOT compiled function"),
     "aot_loaded": re.compile(r"Directly load AOT compilation"),
     "kv_cache_sized": re.compile(r"GPU KV cache size"),
     "graphs_start": re.compile(r"Capturing CUDA graph"),
@@ -515,7 +517,7 @@ def phases_of(lines: list[tuple[float, str]], t0: float, ready_t: float | None) 
                  "app_startup_complete"]
         points = [("run_start", 0.0)] + [(k, milestones[k]) for k in order if k in milestones] + \
                  [("health_200", out["ready_s"])]
-        out["spans_s"] = {f"{a}->{b}": round(tb - ta, 2) for (a, ta), (b, tb) in zip(points, points[1:])}
+        out["spans_s"] = {f"{a}->{b}": round(tb - ta, 2) for (a, ta), (b, tb) in itertools.pairwise(points)}
     return out
 
 
@@ -1001,7 +1003,8 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         setup.stop()
         hub = home / ".cache" / "huggingface" / "hub" / f"models--openai--gpt-oss-{model}"
         rec["hf_cache"] = sh(f"cd {hub} 2>/dev/null && find . -printf '%p %l\\n' | sort")
-        log(f"{name}: setup rc={src} in {rec['setup']['wall_s']}s; hf cache: {rec['hf_cache'].count(chr(10)) + 1} entries")
+        entries = rec["hf_cache"].count("\n") + 1
+        log(f"{name}: setup rc={src} in {rec['setup']['wall_s']}s; hf cache: {entries} entries")
     run_script = with_port(add_flags(yaml_block(yaml_text, "run"), flags), PORT)
     env = skypilot_env(ctx["base_env"], yaml_text, home, key)
     env.update(node_env)
@@ -1023,7 +1026,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
     rec["phases"] = phases_of(block.lines, block.t0, ready_t)
     rec["engine_env"] = engine_env(block)
     if ready_t is None:
-        rec["error"] = ("run block exited rc=%s" % block.proc.returncode) if block.proc.poll() is not None \
+        rec["error"] = f"run block exited rc={block.proc.returncode}" if block.proc.poll() is not None \
             else f"no /health 200 after {ctx['startup_timeout']} s"
         rec["log_tail"] = [ln for _, ln in block.lines[-60:]]
         rec["stop"] = block.stop()

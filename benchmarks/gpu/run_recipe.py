@@ -111,7 +111,7 @@ def parse_log(text: str) -> dict:
         elif key == "free_memory_breakdown":
             found["free_memory_breakdown"] = dict(zip(
                 ["free_gib", "total_gib", "weights_gib", "peak_activation_gib", "non_torch_gib", "cudagraph_gib"],
-                map(float, g)))
+                map(float, g), strict=True))
         elif key == "util_equivalent":
             found["util_requested"], found["util_equivalent_without_cg"] = float(g[0]), float(g[1])
         else:
@@ -224,7 +224,7 @@ def run_one(name: str, engine_command: str, stage: Path, out: Path, load: str, g
         log_text = log_path.read_text(errors="replace")
         record.update(parse_log(log_text))
         if "startup_s" not in record:
-            record["error"] = ("server exited rc=%s" % proc.returncode) if proc.poll() is not None \
+            record["error"] = f"server exited rc={proc.returncode}" if proc.poll() is not None \
                 else f"not healthy after {startup_timeout}s"
             record["log_tail"] = ANSI.sub("", log_text)[-6000:]
             return record
@@ -305,7 +305,8 @@ def main() -> None:
         print(shlex.join(to_dummy_command(args.cmd, args.stage)))
         return
     repo = Path(__file__).resolve().parents[2]
-    lb = args.launcher_bench == "yes" or (args.launcher_bench == "auto" and (repo / "launcher/verify/bench.py").exists())
+    lb = args.launcher_bench == "yes" or (
+        args.launcher_bench == "auto" and (repo / "launcher/verify/bench.py").exists())
     gpu = torch_total_gib()
     print(f"GPU: {gpu}; launcher bench: {lb}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,8 @@ def main() -> None:
                   ", ".join(f"{k} {v['rel_s']}" + (f" (code {v['code']})" if "code" in v else "")
                             for k, v in {**mk, **after}.items()))
     print("\n## Throughput at concurrency 256 (1024 in / 512 out, ignore_eos)\n")
-    print("| step | gptoss-sky bench tok/s | TTFT p50 ms | TPOT p50 ms | errors | vllm bench tok/s | seed | TTFT p50 | TPOT p50 |")
+    print("| step | gptoss-sky bench tok/s | TTFT p50 ms | TPOT p50 ms | errors | vllm bench tok/s | seed "
+          "| TTFT p50 | TPOT p50 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in recs:
         b = r.get("bench", {}).get("level", {})

@@ -9,6 +9,7 @@ loads from `gptoss-sky bench --json`. Stdlib only."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -73,7 +74,7 @@ def main() -> None:
     # from compile to graphs; later runs split it there.
     points = ["start", "load", "compile"] + (["warmup"] if all(marker(r, "warmup") is not None for r in recs)
                                              else []) + ["graphs", "ready"]
-    spans = list(zip(points, points[1:]))
+    spans = list(itertools.pairwise(points))
     print("| lane | start | /health | " + " | ".join(f"{a}->{b}" for a, b in spans) +
           " | torch.compile | CUDA-graph capture | load 1 tok/s | load 2 tok/s | load 2 TPOT p50 ms |")
     print("|---|---|---|" + "---|" * len(spans) + "---|---|---|---|---|")

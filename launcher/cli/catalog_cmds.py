@@ -63,14 +63,17 @@ def _print_capacity(cap: capacity_mod.Capacity) -> None:
     budget = cap.total_gib_per_gpu * cap.gpu_memory_utilization
     stdout.print(f"[bold]{cap.model}[/] on {cap.count}x {cap.gpu} (TP {cap.tensor_parallel_size}), "
                  f"vLLM {cap.vllm_version}, max_model_len {cap.max_model_len}, KV {cap.kv_cache_dtype}")
-    stdout.print(f"  weights      {cap.weights_gib_per_gpu:.2f} GiB per GPU ({cap.weights_source}, {cap.moe_kernel} MoE kernel)")
-    stdout.print(f"  budget       {cap.total_gib_per_gpu:.2f} GiB x {cap.gpu_memory_utilization:.2f} = {budget:.2f} GiB; "
-                 f"activations {cap.residual_gib_per_gpu:.2f} GiB (max_num_batched_tokens {cap.max_num_batched_tokens}); "
+    stdout.print(f"  weights      {cap.weights_gib_per_gpu:.2f} GiB per GPU "
+                 f"({cap.weights_source}, {cap.moe_kernel} MoE kernel)")
+    stdout.print(f"  budget       {cap.total_gib_per_gpu:.2f} GiB x {cap.gpu_memory_utilization:.2f} "
+                 f"= {budget:.2f} GiB; activations {cap.residual_gib_per_gpu:.2f} GiB "
+                 f"(max_num_batched_tokens {cap.max_num_batched_tokens}); "
                  f"CUDA graphs {cap.cudagraph_gib_per_gpu:.2f} GiB")
     stdout.print(f"  KV cache     {cap.kv_cache_gib_per_gpu:.2f} GiB per GPU = {cap.kv_cache_blocks} blocks "
                  f"({cap.kv_cache_tokens} tokens); one request needs {cap.blocks_per_request} blocks")
     if cap.fits:
-        stdout.print(f"  Maximum concurrency for {cap.max_model_len} tokens per request: [bold]{cap.concurrency_text}[/]")
+        stdout.print(f"  Maximum concurrency for {cap.max_model_len} tokens per request: "
+                     f"[bold]{cap.concurrency_text}[/]")
     else:
         stdout.print(f"  [red]does not fit[/]: {cap.reason}")
 

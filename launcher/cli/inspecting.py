@@ -102,8 +102,8 @@ def _status_table(rows, with_metrics):
     for r in rows:
         replicas = r.get("replicas") or []
         ready = sum(1 for x in replicas if x.get("status") == "READY")
-        table.add_row(r["name"], r.get("kind") or "-", r.get("model") or "-", str(r.get("state")), r.get("cloud") or "-",
-                      r.get("region") or "-", money(r.get("price_per_hour")),
+        table.add_row(r["name"], r.get("kind") or "-", r.get("model") or "-", str(r.get("state")),
+                      r.get("cloud") or "-", r.get("region") or "-", money(r.get("price_per_hour")),
                       f"{(r.get('uptime_s') or 0) / 3600:.1f}h", money(r.get("cost_so_far")),
                       f"{ready}/{len(replicas)}" if r.get("kind") == "service" else "-",
                       r.get("endpoint") or "-", *engine_cells(r.get("engine")))

@@ -11,7 +11,8 @@ from launcher.sky import state
 @click.command("logs")
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends or Ctrl-C.")
-@click.option("--replica", type=int, callback=positive_int, help="Which replica of a service (default: the first READY).")
+@click.option("--replica", type=int, callback=positive_int,
+              help="Which replica of a service (default: the first READY).")
 @click.option("--tail", type=int, default=0, help="Only the last N lines (0: all).")
 def logs(name, follow, replica, tail):
     """Print the engine's log of NAME: a cluster's job log (setup, engine, phase markers) or a service replica's."""

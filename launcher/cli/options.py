@@ -69,7 +69,8 @@ def launch_options(func):
         click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation."),
         click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers."),
         click.option("--env", "envs", multiple=True, metavar="K=V",
-                     help="Environment variable for the node and engine (repeatable; K alone takes this shell's value)."),
+                     help="Environment variable for the node and engine "
+                          "(repeatable; K alone takes this shell's value)."),
         click.option("--secret", "secrets", multiple=True, metavar="K[=V]",
                      help="Secret for the node, e.g. EXA_API_KEY (repeatable; K alone takes this shell's value). "
                           "Passed as a SkyPilot secret: never in the YAML, argv or --json."),

@@ -81,7 +81,8 @@ def print_plan(result, top, console=stderr):
                   f"{o.est_output_tokens_per_s:,.0f}", money(o.usd_per_million_output_tokens, 3)]
         table.add_row(*cells)
     console.print(table)
-    per = "region" if result.all_regions else "GPU kind, count and cloud at its cheapest region; --all-regions: every region"
+    per = ("region" if result.all_regions
+           else "GPU kind, count and cloud at its cheapest region; --all-regions: every region")
     stderr.print(f"[dim]Shown {min(top, len(result.offers))} of {len(result.offers)} offers (one per {per}), "
                  f"ranked by {result.objective}. CONC: concurrent requests at the full context CTX; TOK/S: estimated "
                  "output tokens/s (catalogs/throughput.yaml); $/1M: $ per 1M output tokens; READY (estimated time to "

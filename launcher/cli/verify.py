@@ -220,12 +220,18 @@ def _price(value: float | None) -> str:
     metavar="N",
     help="Requests per level [default: max(4 x concurrency, 16)].",
 )
-@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True, callback=positive_int, metavar="I", help="Prompt length in tokens (approximate).")
-@click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True, callback=positive_int, metavar="O", help="Output tokens per request (ignore_eos).")
-@click.option("--price-per-hour", type=float, callback=non_negative_number, metavar="P", help="$/hour of the deployment [default: from the deployment record].")
-@click.option("--ttft-target-ms", type=float, callback=positive_number, metavar="T", help="TTFT p90 target for the target_qps_per_replica recommendation.")
-@click.option("--tpot-target-ms", type=float, callback=positive_number, metavar="T", help="TPOT p50 target for the target_qps_per_replica recommendation.")
-@click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True, callback=positive_number, metavar="S", help="Seconds one request may take.")
+@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True, callback=positive_int,
+              metavar="I", help="Prompt length in tokens (approximate).")
+@click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True,
+              callback=positive_int, metavar="O", help="Output tokens per request (ignore_eos).")
+@click.option("--price-per-hour", type=float, callback=non_negative_number, metavar="P",
+              help="$/hour of the deployment [default: from the deployment record].")
+@click.option("--ttft-target-ms", type=float, callback=positive_number, metavar="T",
+              help="TTFT p90 target for the target_qps_per_replica recommendation.")
+@click.option("--tpot-target-ms", type=float, callback=positive_number, metavar="T",
+              help="TPOT p50 target for the target_qps_per_replica recommendation.")
+@click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True,
+              callback=positive_number, metavar="S", help="Seconds one request may take.")
 @click.option(
     "--client",
     "client_kind",
@@ -334,11 +340,16 @@ def print_bench_report(report: bench_lib.BenchReport) -> None:
 
 @click.command(name="eval")
 @target_options
-@click.option("--eval", "eval_name", type=click.Choice(evals_lib.EVALS), default="gpqa", show_default=True, help="Which eval to run.")
-@click.option("--reasoning-effort", type=click.Choice(evals_lib.EFFORTS), default="low", show_default=True, help="Reasoning effort to evaluate.")
-@click.option("--examples", type=int, callback=positive_int, metavar="N", help="Score N questions once each [default: the full eval, 8 repeats].")
-@click.option("--python", "python", metavar="PATH", help=f"Interpreter that has gpt-oss installed [default: ${evals_lib.PYTHON_ENV} or this one].")
-@click.option("--sampler", type=click.Choice(["responses", "chat_completions"]), default="responses", show_default=True, help="API gpt_oss.evals samples through.")
+@click.option("--eval", "eval_name", type=click.Choice(evals_lib.EVALS), default="gpqa", show_default=True,
+              help="Which eval to run.")
+@click.option("--reasoning-effort", type=click.Choice(evals_lib.EFFORTS), default="low", show_default=True,
+              help="Reasoning effort to evaluate.")
+@click.option("--examples", type=int, callback=positive_int, metavar="N",
+              help="Score N questions once each [default: the full eval, 8 repeats].")
+@click.option("--python", "python", metavar="PATH",
+              help=f"Interpreter that has gpt-oss installed [default: ${evals_lib.PYTHON_ENV} or this one].")
+@click.option("--sampler", type=click.Choice(["responses", "chat_completions"]), default="responses",
+              show_default=True, help="API gpt_oss.evals samples through.")
 @json_option
 @click.pass_context
 def eval_(

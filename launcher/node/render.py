@@ -141,8 +141,8 @@ def render_text(catalog: Catalog, deployment: Deployment) -> str:
         template = "service.yaml.j2" if deployment.service else "task.yaml.j2"
         return _ENV.get_template(template).render(
             context, name=deployment.name, title=deployment.title or deployment.name,
-            usage=deployment.usage, use_spot=deployment.use_spot, infra=deployment.infra, accelerator_set=accelerator_set,
-            any_of=any_of, idle_minutes=deployment.idle_minutes, setup=setup, run=run,
+            usage=deployment.usage, use_spot=deployment.use_spot, infra=deployment.infra,
+            accelerator_set=accelerator_set, any_of=any_of, idle_minutes=deployment.idle_minutes, setup=setup, run=run,
             probe_body={"model": model.served_names[0], "messages": [{"role": "user", "content": "ping"}],
                         "max_tokens": 1},
             initial_delay_seconds=startup.initial_delay_seconds(deployment.recipes), replicas=deployment.replicas,

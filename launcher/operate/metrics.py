@@ -226,19 +226,19 @@ def read_many(targets: Sequence[tuple[str, str]], engines: Sequence[Engine], *,
 
     with httpx.Client(timeout=timeout_s) as http, ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
         fresh = [t for t in targets if t[0] not in memory]
-        scraped = dict(zip([t[0] for t in fresh], pool.map(one, fresh)))
+        scraped = dict(zip([t[0] for t in fresh], pool.map(one, fresh), strict=True))
         first = [memory[t[0]] if t[0] in memory else scraped[t[0]] for t in targets]
         if any(isinstance(scraped.get(t[0]), Scrape) for t in fresh):
             sleep(window_s)
         second = list(pool.map(lambda ts: one(ts[0]) if isinstance(ts[1], Scrape) else ts[1],
-                               list(zip(targets, first))))
-    for (url, _), b in zip(targets, second):
+                               list(zip(targets, first, strict=True))))
+    for (url, _), b in zip(targets, second, strict=True):
         if isinstance(b, Scrape):
             memory[url] = b
         else:
             memory.pop(url, None)
     out = []
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         if isinstance(a, str) or isinstance(b, str):
             out.append(EngineNumbers(error=a if isinstance(a, str) else b))  # type: ignore[arg-type]
         else:
@@ -304,7 +304,7 @@ def attach(rows: list[dict[str, Any]], engines: Sequence[Engine], *, window_s: f
             row["engine"] = EngineNumbers(error=f"no endpoint (state {row.get('state')})").to_dict()
     numbers = read(targets, engines, window_s=window_s, memory=memory) if targets else []
     per_row: dict[int, list[EngineNumbers]] = {}
-    for (row, replica), found in zip(where, numbers):
+    for (row, replica), found in zip(where, numbers, strict=True):  # one number per target
         if replica is not None:
             replica["engine"] = found.to_dict()
         per_row.setdefault(id(row), []).append(found)

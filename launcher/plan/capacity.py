@@ -13,6 +13,7 @@ estimate of the same memory budget, and callers say so.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -93,7 +94,7 @@ def _interpolate(table: Mapping[Any, float], x: float) -> float:
     points = sorted((float(k), float(v)) for k, v in table.items())
     if len(points) == 1:
         return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x <= x1 or (x1, y1) == points[-1]:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     raise AssertionError("unreachable")

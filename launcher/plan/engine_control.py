@@ -101,7 +101,8 @@ def _check_values(flag: str, values: list[str], rule: Mapping[str, Any], where: 
             try:
                 kind(value)
             except ValueError:
-                raise UserError(f"--engine-arg {flag} {value}: {where} wants {'an integer' if kind is int else 'a number'}")
+                wanted = "an integer" if kind is int else "a number"
+                raise UserError(f"--engine-arg {flag} {value}: {where} wants {wanted}") from None
 
 
 def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:

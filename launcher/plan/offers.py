@@ -9,6 +9,7 @@ the priced offers. Nothing here launches anything.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -285,6 +286,18 @@ def _profile_counts(catalog: Catalog, model: Model, gpu: Gpu, profile: str, cont
     raise last or NoFitError(f"{model.name} does not fit on {gpu.name}")
 
 
+def _offer(recipe: Recipe, estimate: throughput.Estimate, spot: bool, cloud: str, where: str, instance: str,
+           price: float | None, source: str, note: str = "") -> Offer:
+    return Offer(
+        gpu=recipe.gpu.name, count=recipe.count, cloud=cloud, region=where, instance_type=instance,
+        price_per_hour=price, spot=spot, max_concurrency=recipe.capacity.max_concurrency,
+        max_model_len=recipe.max_model_len, est_output_tokens_per_s=estimate.output_tokens_per_s,
+        usd_per_million_output_tokens=None if price is None else throughput.usd_per_million_output_tokens(
+            price, estimate.output_tokens_per_s),
+        throughput_basis=estimate.basis, price_source=source, recipe=recipe, price_note=note,
+    )
+
+
 def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int | None]] = (),
           clouds: Sequence[str] | None = None, infra: str | None = None, spot: bool = False,
           context: int | None = None, profile: str | None = None, optimize: str = "cost",
@@ -307,17 +320,7 @@ def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int 
     offers: list[Offer] = []
     for recipe in recipes:
         estimate = throughput.estimate(catalog, model.name, recipe.gpu.name, recipe.count)
-
-        def offer(cloud: str, where: str, instance: str, price: float | None, source: str, note: str = "") -> Offer:
-            return Offer(
-                gpu=recipe.gpu.name, count=recipe.count, cloud=cloud, region=where, instance_type=instance,
-                price_per_hour=price, spot=spot, max_concurrency=recipe.capacity.max_concurrency,
-                max_model_len=recipe.max_model_len, est_output_tokens_per_s=estimate.output_tokens_per_s,
-                usd_per_million_output_tokens=None if price is None else throughput.usd_per_million_output_tokens(
-                    price, estimate.output_tokens_per_s),
-                throughput_basis=estimate.basis, price_source=source, recipe=recipe, price_note=note,
-            )
-
+        offer = functools.partial(_offer, recipe, estimate, spot)
         for row in rows:
             if catalog.gpu_for_catalog_name(row["accelerator_name"]) is not recipe.gpu:
                 continue

@@ -32,6 +32,7 @@ It holds for this request shape (input/output lengths) only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -290,7 +291,7 @@ async def stream_one(
         return RequestRecord(None, (), 0, latency, "stream carried no text")
     if not done:
         return RequestRecord(None, (), 0, latency, "stream ended before data: [DONE]")
-    itl = tuple(b - a for a, b in zip(text_times, text_times[1:]))
+    itl = tuple(b - a for a, b in itertools.pairwise(text_times))
     tokens = usage_tokens if usage_tokens is not None else len(text_times)
     return RequestRecord(text_times[0] - start, itl, tokens, latency)
 
@@ -305,7 +306,7 @@ def record_from(outcome: rawstream.Outcome) -> RequestRecord:
         return RequestRecord(None, (), 0, latency, "stream carried no text")
     if not outcome.done:
         return RequestRecord(None, (), 0, latency, "stream ended before data: [DONE]")
-    itl = tuple(b - a for a, b in zip(times, times[1:]))
+    itl = tuple(b - a for a, b in itertools.pairwise(times))
     tokens = outcome.usage_tokens if outcome.usage_tokens is not None else len(times)
     return RequestRecord(times[0] - outcome.start, itl, tokens, latency)
 
@@ -503,9 +504,8 @@ async def run_bench(
             )
             result = summarize(level, records, duration, price_per_hour)
             if api_key:
-                result = LevelResult(
-                    **{**asdict(result), "error_samples": tuple(s.replace(api_key, "***") for s in result.error_samples)}
-                )
+                hidden = tuple(s.replace(api_key, "***") for s in result.error_samples)
+                result = LevelResult(**{**asdict(result), "error_samples": hidden})
             levels.append(result)
             if on_progress is not None:
                 on_progress(result)

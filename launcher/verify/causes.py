@@ -94,7 +94,8 @@ def from_exception(exc: BaseException, url: str, timeout_s: float | None = None)
             f"no connection to {where}{limit} (ConnectTimeout): the host is down or a firewall drops the port",
         )
     if isinstance(exc, httpx.TimeoutException):
-        return Cause("timeout", f"timed out{limit}: {where} accepted the request but did not answer ({type(exc).__name__})")
+        return Cause("timeout",
+                     f"timed out{limit}: {where} accepted the request but did not answer ({type(exc).__name__})")
     known = from_os_error(exc, url)
     if known is not None:
         return known
