@@ -1,8 +1,8 @@
 """Loads catalogs/*.yaml (models, GPUs, engines) into typed, frozen objects, and resolves user names.
 
-Data lives in catalogs/, never in code. Malformed files raise CatalogError naming the file and key;
-unknown model or GPU names raise CatalogError naming what is allowed. Imports nothing from launcher
-but errors.
+Data lives in catalogs/, never in code. Every file is checked against its type (launcher/plan/schema.py)
+before it is read; malformed files raise CatalogError naming the file and key; unknown model or GPU names
+raise CatalogError naming what is allowed. Imports nothing from launcher but errors and schema.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from launcher.errors import CatalogError
+from launcher.plan import schema
 
 
 def catalog_dir() -> Path:
@@ -209,13 +211,15 @@ class Catalog:
         return None
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, model: type[BaseModel], where: str | None = None) -> dict[str, Any]:
+    """A catalog file's mapping, after checking every value's type against `model` (launcher/plan/schema.py)."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"{path}: {exc}") from exc
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: expected a mapping at the top level")
+    schema.check(model, data, where or path.name)
     return data
 
 
@@ -237,7 +241,7 @@ def _build(cls: type, raw: Any, where: str, **extra: Any) -> Any:
 
 def _load_models(path: Path) -> dict[str, Model]:
     models = {}
-    entries = _read(path).get("models", {})
+    entries = _read(path, schema.ModelsFile)["models"]
     for name, raw in entries.items():
         where = f"{path.name}: models.{name}"
         raw = dict(raw)
@@ -258,11 +262,10 @@ def _load_models(path: Path) -> dict[str, Model]:
 
 
 def _load_gpus(path: Path) -> tuple[dict[str, Gpu], dict[str, str]]:
-    data = _read(path)
+    data = _read(path, schema.GpusFile)
     gpus = {}
-    for name, raw in data.get("gpus", {}).items():
+    for name, raw in data["gpus"].items():
         raw = dict(raw, catalog_names=tuple(raw.get("catalog_names", (name,))))
-        raw["compute_capability"] = str(raw.get("compute_capability"))
         gpus[name] = _build(Gpu, raw, f"{path.name}: gpus.{name}", name=name)
     return gpus, dict(data.get("unsupported", {}))
 
@@ -287,8 +290,8 @@ def _guarded_paths(raw: Any, health_path: Any, where: str) -> dict[str, tuple[st
 
 
 def _load_engine(path: Path) -> Engine:
-    raw = dict(_read(path))
-    where = path.name
+    where = f"{path.parent.name}/{path.name}"
+    raw = dict(_read(path, schema.EngineFile, where))
     raw["overrides"] = tuple(
         _build(Override, o, f"{where}: overrides[{i}]") for i, o in enumerate(raw.get("overrides") or ())
     )
@@ -297,7 +300,6 @@ def _load_engine(path: Path) -> Engine:
         for name, p in (raw.get("profiles") or {}).items()
     }
     raw["supported_generations"] = tuple(raw.get("supported_generations", ()))
-    raw["version"] = str(raw.get("version"))
     raw["guarded_paths"] = _guarded_paths(raw.get("guarded_paths") or {}, raw.get("health_path"), where)
     engine = _build(Engine, raw, where)
     for key in ("program", "model_flag", "served_name_flag", "host_flag", "port_flag", "tensor_parallel_flag",
@@ -329,9 +331,4 @@ def load(directory: str | None = None) -> Catalog:
 def load_images(directory: str | None = None) -> list[dict[str, Any]]:
     """catalogs/images.yaml: the GPU machine images SkyPilot launches and the CUDA their driver runs."""
     root = Path(directory) if directory else catalog_dir()
-    images = _read(root / "images.yaml").get("images", [])
-    for i, image in enumerate(images):
-        missing = {"cloud", "image", "cuda"} - set(image)
-        if missing:
-            raise CatalogError(f"images.yaml: images[{i}] lacks {', '.join(sorted(missing))}")
-    return images
+    return list(_read(root / "images.yaml", schema.ImagesFile)["images"])

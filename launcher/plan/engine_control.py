@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from launcher.errors import UserError
+from launcher.errors import CatalogError, UserError
+from launcher.plan import schema
 from launcher.plan.capacity import parse_version, version_rules
 from launcher.plan.catalog import Catalog, Engine
 
@@ -79,7 +80,16 @@ def _value_rules(list_path: Any) -> dict[str, Any]:
     rules_path = list_path.with_name(list_path.stem + ".values.json")
     if not rules_path.is_file():
         return {}
-    return {k: v for k, v in json.loads(rules_path.read_text()).items() if k.startswith("-")}
+    where = f"engines/options/{rules_path.name}"
+    try:
+        rules = json.loads(rules_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{where}: {exc}") from exc
+    if not isinstance(rules, dict):
+        raise CatalogError(f"{where}: expected an object of flags at the top level")
+    flags = {k: v for k, v in rules.items() if k.startswith("-")}
+    schema.check(schema.FlagRules, flags, where)
+    return flags
 
 
 def _check_values(flag: str, values: list[str], rule: Mapping[str, Any], where: str) -> None:

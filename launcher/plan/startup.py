@@ -3,7 +3,7 @@
 SkyServe probes a replica only after its launch (provisioning, then setup's install and download) has
 finished, so the readiness window (initial_delay_seconds) covers the run block alone: the engine's start as
 measured on a GPU, plus reading real weights from disk, times a stated margin. `plan`'s estimate adds
-provisioning, install and download from stated figures. Imports nothing from launcher but catalog and errors.
+provisioning, install and download from stated figures. Imports nothing from launcher but catalog, schema and errors.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from launcher.errors import CatalogError
+from launcher.plan import schema
 from launcher.plan.catalog import Model, catalog_dir
 
 GB_PER_GIB = 1.073741824
@@ -42,21 +43,22 @@ def load(directory: str | None = None) -> StartupTable:
     path = path / "startup.yaml"
     try:
         raw = yaml.safe_load(path.read_text())
-        margin = raw["probe_margin"]
-        table = StartupTable(
-            measured_engine=str(raw["measured_engine"]),
-            engine_start_seconds={m: {g: {k: float(v) for k, v in states.items() if v is not None}
-                                      for g, states in by_gpu.items()}
-                                  for m, by_gpu in raw["engine_start_seconds"].items()},
-            weights_read_gb_per_s=float(raw["weights_read_gb_per_s"]),
-            unmeasured_gpu_factor=float(raw["unmeasured_gpu_factor"]),
-            estimate_unmeasured_factor=float(raw["estimate_unmeasured_factor"]),
-            margin_factor=float(margin["factor"]), margin_plus_seconds=float(margin["plus_seconds"]),
-            provision_seconds={k: float(v) for k, v in raw["provision_seconds"].items()},
-            install_seconds=float(raw["install_seconds"]), download_gb_per_s=float(raw["download_gb_per_s"]),
-        )
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CatalogError(f"{path}: {exc!r}") from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: {exc}") from exc
+    doc = schema.check(schema.StartupFile, raw, "startup.yaml")
+    table = StartupTable(
+        measured_engine=doc.measured_engine,
+        engine_start_seconds={m: {g: {k: v for k, v in states.model_dump().items() if v is not None}
+                                  for g, states in by_gpu.items()}
+                              for m, by_gpu in doc.engine_start_seconds.items()},
+        weights_read_gb_per_s=doc.weights_read_gb_per_s, unmeasured_gpu_factor=doc.unmeasured_gpu_factor,
+        estimate_unmeasured_factor=doc.estimate_unmeasured_factor,
+        margin_factor=doc.probe_margin.factor, margin_plus_seconds=doc.probe_margin.plus_seconds,
+        provision_seconds=doc.provision_seconds, install_seconds=doc.install_seconds,
+        download_gb_per_s=doc.download_gb_per_s,
+    )
+    if "default" not in table.provision_seconds:
+        raise CatalogError(f"{path}: provision_seconds needs a default figure")
     for model, by_gpu in table.engine_start_seconds.items():
         for gpu, states in by_gpu.items():
             if "cold" not in states:

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from launcher.errors import CatalogError
+from launcher.plan import schema
 from launcher.plan.catalog import Catalog, catalog_dir
 
 
@@ -21,8 +23,14 @@ class Estimate:
 
 @functools.lru_cache(maxsize=2)
 def _data(directory: str) -> dict[str, Any]:
-    with open(f"{directory}/throughput.yaml") as f:
-        return yaml.safe_load(f)
+    path = f"{directory}/throughput.yaml"
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: {exc}") from exc
+    schema.check(schema.ThroughputFile, data, "throughput.yaml")
+    return data
 
 
 def estimate(catalog: Catalog, model: str, gpu: str, count: int) -> Estimate:

@@ -93,24 +93,19 @@ class References:
 
 
 def load_references(path: Path | None = None) -> References:
-    """Read catalogs/evals.yaml; malformed content is a CatalogError naming the path."""
+    """Read catalogs/evals.yaml, checked by type (launcher/plan/schema.py); malformed content is a CatalogError."""
+    from launcher.plan import schema
+
     path = path or _references_path()
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"{path}: {exc}") from exc
-    try:
-        questions: dict[str, int] = {}
-        table: dict[str, dict[str, dict[str, float]]] = {}
-        for name, entry in document["evals"].items():
-            questions[name] = int(entry["questions"])
-            table[name] = {
-                model: {effort: float(scores[effort]) for effort in EFFORTS}
-                for model, scores in entry["reference"].items()
-            }
-        return References(str(document.get("source", "")), questions, table)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CatalogError(f"{path}: malformed eval reference table ({type(exc).__name__}: {exc})") from exc
+    doc = schema.check(schema.EvalsFile, document, path.name)
+    questions = {name: entry.questions for name, entry in doc.evals.items()}
+    table = {name: {model: scores.model_dump() for model, scores in entry.reference.items()}
+             for name, entry in doc.evals.items()}
+    return References(doc.source, questions, table)
 
 
 def match_model(model: str, known: list[str]) -> str:
