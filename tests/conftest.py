@@ -1,9 +1,11 @@
 """Test isolation: no test touches the real ~/.sky, ~/.config/gptoss-sky or a cloud; SDK calls fail fast
 unless a test asks for `sky_server`, the session's real SkyPilot API server (isolated, offline, no cloud).
+Each test reads SkyPilot's catalogs from its own folder, whichever test imported SkyPilot first.
 Plus one fake vLLM server per session for the endpoint checks (faults reset per test)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -45,6 +47,44 @@ def isolated_env(tmp_path_factory, monkeypatch):
                 "GPTOSS_SKY_API_KEY", "OPENAI_API_KEY", "VLLM_API_KEY", "GPTOSS_SKY_DEBUG"):
             monkeypatch.delenv(name, raising=False)
     yield home
+
+
+def _bound_to_another_catalog_folder(module, before: str, folder: str) -> bool:
+    """A module-level catalog frame (its CSV path is fixed when the module runs) outside `folder`, or a path
+    string under `before`, the folder SkyPilot used until now."""
+    from sky.catalog.common import LazyDataFrame
+
+    for value in vars(module).values():
+        if isinstance(value, LazyDataFrame) and not value._filename.startswith(folder + os.sep):
+            return True
+        if isinstance(value, str) and value.startswith(before + os.sep):
+            return True
+    return False
+
+
+@pytest.fixture(autouse=True)
+def skypilot_catalog_folder(isolated_env):
+    """SkyPilot binds its catalog folder ($SKY_RUNTIME_DIR/.sky/catalogs/v8) when `sky.catalog.common` is first
+    imported, so without this every later test would read the catalogs of whichever test imported it first.
+    Re-points each copy at this test's folder: `common._ABSOLUTE_VERSIONED_CATALOG_DIR`, and the modules that
+    bind a path under it at import (each `sky.catalog.<cloud>_catalog`'s frames, vSphere's CSV paths,
+    `sky.utils.accelerator_registry`'s tables), re-run as SkyPilot's own import runs them."""
+    common = sys.modules.get("sky.catalog.common")
+    if common is None:  # not imported yet: the first import, in this test, reads this test's folder
+        yield
+        return
+    from sky.skylet import constants, runtime_utils
+    from sky.utils import annotations
+
+    before = common._ABSOLUTE_VERSIONED_CATALOG_DIR
+    folder = runtime_utils.get_runtime_dir_path(os.path.join(".sky/catalogs", constants.CATALOG_SCHEMA_VERSION))
+    common._ABSOLUTE_VERSIONED_CATALOG_DIR = folder
+    for name, module in list(sys.modules.items()):
+        if (name.startswith("sky.") and module is not None and module is not common
+                and _bound_to_another_catalog_folder(module, before, folder)):
+            importlib.reload(module)
+    annotations.clear_request_level_cache()  # frames read in an earlier test
+    yield
 
 
 @pytest.fixture(scope="session")

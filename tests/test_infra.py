@@ -97,8 +97,6 @@ def only_kubernetes(isolated_env, monkeypatch):
     """Kubernetes is the one enabled infra; its cluster (context gpu-ctx) answers with one L4 node."""
     import sky
     from sky import check as sky_check
-    from sky.catalog import common as cc
-    from sky.utils import accelerator_registry
 
     api = FakeKubeAPI()
     kube = isolated_env / ".kube"
@@ -107,9 +105,7 @@ def only_kubernetes(isolated_env, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(kube / "config"))
     folder = isolated_env / ".sky" / "catalogs" / "v8" / "common"
     folder.mkdir(parents=True)
-    shutil.copy(plan.snapshot_folder() / "common" / "accelerators.csv", folder / "accelerators.csv")
-    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder.parent))
-    monkeypatch.setattr(accelerator_registry, "_accelerator_df", cc.read_catalog("common/accelerators.csv"))
+    shutil.copy(plan.snapshot_folder() / "common" / "accelerators.csv", folder / "accelerators.csv")  # SkyPilot's
     # Enabled for the in-process optimizer (SkyPilot's own test device) and at the seam plan asks.
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [sky.clouds.Kubernetes()])
     monkeypatch.setattr(skyapi, "enabled_clouds", lambda: ["kubernetes"])

@@ -64,20 +64,8 @@ def seeded(isolated_env, monkeypatch):
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh",
                         lambda *a, **k: [sky.clouds.Lambda()])
     monkeypatch.setattr(skyapi, "enabled_clouds", FakeSky(enabled_infra=["lambda"]).enabled_clouds)
-    # SkyPilot caches catalog frames per process: reload the Lambda one from this test's files.
-    import importlib
-
-    import sky.catalog.lambda_catalog as lc
-    from sky.catalog import common as cc
-
-    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(runtime / ".sky" / "catalogs" / "v8"))
-    importlib.reload(lc)
-    # The accelerator-name table is bound at import to whichever test imported SkyPilot first: rebind it.
-    from sky.utils import accelerator_registry
-
-    monkeypatch.setattr(accelerator_registry, "_accelerator_df", cc.read_catalog("common/accelerators.csv"))
-    yield runtime
-    importlib.reload(lc)
+    # SkyPilot reads these files from this test's folder (conftest's skypilot_catalog_folder).
+    return runtime
 
 
 def cheapest_fitting_by_hand(rows, fits):

@@ -115,13 +115,12 @@ def test_plan_table_fits_80_columns_and_formats_money_the_same_way():
 
 @pytest.fixture
 def gcp_seeded(isolated_env, monkeypatch):
-    """SkyPilot's catalog folder holds the bundled GCP rows; GCP enabled as SkyPilot's own tests do."""
-    import importlib
+    """SkyPilot's catalog folder (this test's: conftest's skypilot_catalog_folder) holds the bundled GCP rows;
+    GCP enabled as SkyPilot's own tests do."""
     import shutil
 
     import sky
     from sky import check as sky_check
-    from sky.catalog import common as cc
 
     folder = isolated_env / ".sky" / "catalogs" / "v8"
     for name in ("gcp/vms.csv", "common/accelerators.csv"):
@@ -130,14 +129,7 @@ def gcp_seeded(isolated_env, monkeypatch):
     monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [sky.clouds.GCP()])
     # The client asks the API server which clouds are enabled; FakeSky answers as the server would.
     monkeypatch.setattr(skyapi, "enabled_clouds", FakeSky(enabled_infra=["gcp"]).enabled_clouds)
-    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder))
-    import sky.catalog.gcp_catalog as gc
-    from sky.utils import accelerator_registry
-
-    importlib.reload(gc)
-    monkeypatch.setattr(accelerator_registry, "_accelerator_df", cc.read_catalog("common/accelerators.csv"))
-    yield folder
-    importlib.reload(gc)
+    return folder
 
 
 @pytest.mark.parametrize("model, gpu, count", [("20b", "L4", 1), ("20b", "A100", 1), ("120b", "H100", 1),
@@ -182,23 +174,12 @@ def test_money_is_written_one_way_everywhere():
     assert verify._price(4.0) == "$4.000" and _common.money(None) == verify._price(None) == "-"
 
 
-def test_a_half_downloaded_skypilot_catalog_falls_back_to_the_snapshot_and_says_which_file(isolated_env, monkeypatch):
-    import importlib
-
-    import sky.catalog.lambda_catalog as lc
-    from sky.catalog import common as cc
-
-    folder = isolated_env / ".sky" / "catalogs" / "v8"
+def test_a_half_downloaded_skypilot_catalog_falls_back_to_the_snapshot_and_says_which_file(isolated_env):
+    folder = isolated_env / ".sky" / "catalogs" / "v8"  # SkyPilot's, for this test (conftest)
     (folder / "lambda").mkdir(parents=True)
     (folder / "lambda" / "vms.csv").write_text("InstanceType,AcceleratorName,Accelerat\ngpu_1x_a1")  # cut short
-    monkeypatch.setattr(cc, "_ABSOLUTE_VERSIONED_CATALOG_DIR", str(folder))
-    importlib.reload(lc)
-    try:
-        as_json = invoke("plan", "20b", "--clouds", "lambda", "--json")
-        table = invoke("plan", "20b", "--clouds", "lambda")
-    finally:
-        monkeypatch.undo()
-        importlib.reload(lc)
+    as_json = invoke("plan", "20b", "--clouds", "lambda", "--json")
+    table = invoke("plan", "20b", "--clouds", "lambda")
     assert as_json.exit_code == table.exit_code == 0, as_json.stderr + table.stderr
     offers = json.loads(as_json.stdout)
     assert offers and {o["cloud"] for o in offers} == {"lambda"}
