@@ -9,7 +9,6 @@ only push lines into a queue; all decisions happen in the caller's thread. What 
 from __future__ import annotations
 
 import collections
-import functools
 import queue
 import threading
 import time
@@ -211,121 +210,172 @@ def _drain_ready(events: queue.Queue, watch: Watch) -> None:
             watch.line(payload, key)
 
 
-def watch_cluster(client: SkyClient, name: str, job_id: int | None, probe: Callable[[], str | None], watch: Watch,
-                  timeout: float, poll: float = POLL_S) -> None:
-    """Until `probe` says the model answers (None), or the job/engine fails (LaunchFailedError)."""
-    events: queue.Queue = queue.Queue()
-    asking = _Asking()
-    _tail(lambda: client.tail_logs(name, job_id, follow=True), events, None)
-    deadline = time.monotonic() + timeout
-    next_poll = time.monotonic()
-    ended = False
+class _Follow:
+    """The one event loop both watches run: log lines (and their phase markers) as they come, SkyPilot
+    asked every `poll` seconds, the first sign of failure raised with the log tail that explains it.
 
-    def fail(cause: str) -> LaunchFailedError:
-        if not ended:
-            _drain(events, watch, None, DRAIN_S)
-        lines = list(watch.lines)
+    A subclass says what differs: which logs there are (`follow_log`, `last_lines`), what to ask SkyPilot
+    (`ask`) and how to read its answer (`settle`). Logs are keyed None (a cluster's job) or by replica id.
+    """
+
+    poll_when_a_log_ends = False  # a job's log ends with the job: ask SkyPilot at once
+
+    def __init__(self, client: SkyClient, name: str, watch: Watch, timeout: float, poll: float) -> None:
+        self.client, self.name, self.watch, self.timeout, self.poll = client, name, watch, timeout, poll
+        self.events: queue.Queue = queue.Queue()
+        self.asking = _Asking()
+        self.tailed: set[int | None] = set()  # logs ever followed
+        self.open: set[int | None] = set()  # logs followed whose end has not arrived
+
+    def follow_log(self, key: int | None) -> Iterable[str]:
+        raise NotImplementedError
+
+    def last_lines(self, key: int | None) -> list[str]:
+        """The end of the log, asked once when a failure's own stream gave no line."""
+        raise NotImplementedError
+
+    def ask(self) -> Any:
+        raise NotImplementedError
+
+    def settle(self, answer: Any) -> str | None:
+        """Apply one answer to the watch; raise `fail(...)` on a failure. None: ready; else what the
+        timeout error says when the deadline has passed."""
+        raise NotImplementedError
+
+    def tail(self, key: int | None) -> None:
+        self.tailed.add(key)
+        self.open.add(key)
+        _tail(lambda: self.follow_log(key), self.events, key)
+
+    def fail(self, cause: str, key: int | None = None) -> LaunchFailedError:
+        if key in self.open:
+            _drain(self.events, self.watch, key, DRAIN_S)
+        source = self.watch.replicas.get(key) if key is not None else None
+        lines = list(source.lines) if source is not None else list(self.watch.lines)
         if not lines:  # the follow stream gave nothing: ask for the end of the log once
-            lines = _log_end(lambda: client.tail_logs(name, job_id, follow=False, tail=TAIL_LINES))
-        return _failure(watch, cause, lines)
+            lines = self.last_lines(key)
+        return _failure(self.watch, cause, lines)
 
-    while True:
-        try:
-            key, kind, payload = events.get(timeout=max(0.0, next_poll - time.monotonic()))
-        except queue.Empty:
-            pass
-        else:
-            if kind == "line":
-                marker = watch.line(payload)
-                if marker is not None and marker.name == "engine_exit":
-                    raise fail(f"the engine exited with code {marker.code}" if marker.code is not None
-                               else "the engine exited")
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        next_poll = time.monotonic()
+        while True:
+            try:
+                key, kind, payload = self.events.get(timeout=max(0.0, next_poll - time.monotonic()))
+            except queue.Empty:
+                pass
             else:
-                ended = True
-                if kind == "error":
-                    watch.set_note(f"log stream stopped: {payload}")
-                next_poll = time.monotonic()  # the log ended: the job probably did too
-            if time.monotonic() < next_poll:
+                if kind == "line":
+                    marker = self.watch.line(payload, key)
+                    if marker is not None and marker.name == "engine_exit":
+                        engine = "the engine" if key is None else f"the engine of replica {key}"
+                        code = f" with code {marker.code}" if marker.code is not None else ""
+                        raise self.fail(f"{engine} exited{code}", key)
+                else:
+                    self.open.discard(key)
+                    if kind == "error":
+                        stream = "log stream" if key is None else f"replica {key} log stream"
+                        self.watch.set_note(f"{stream} stopped: {payload}")
+                    if self.poll_when_a_log_ends:
+                        next_poll = time.monotonic()
+                if time.monotonic() < next_poll:
+                    continue
+            answer = self.asking(self.ask, self.watch)
+            if answer is _UNANSWERED:
+                next_poll = time.monotonic() + self.poll
                 continue
-        status = asking(lambda: client.job_status(name, job_id), watch)
-        if status is _UNANSWERED:
-            next_poll = time.monotonic() + poll
-            continue
-        watch.set_status(status)
-        if status in JOB_FAILED:
-            raise fail(JOB_FAILED[status])
-        if status in JOB_ENDED:
-            raise fail(f"the job ended ({status}) before the model answered: the engine stopped")
-        note = probe()
+            waiting_for = self.settle(answer)
+            if waiting_for is None:
+                _drain_ready(self.events, self.watch)
+                return
+            if time.monotonic() >= deadline:
+                raise EndpointError(waiting_for)
+            next_poll = time.monotonic() + self.poll
+
+
+class _FollowJob(_Follow):
+    """A cluster's launch: the job's log and state, and the endpoint's answer (`probe`: None once it serves)."""
+
+    poll_when_a_log_ends = True
+
+    def __init__(self, client: SkyClient, name: str, job_id: int | None, probe: Callable[[], str | None], watch: Watch,
+                 timeout: float, poll: float) -> None:
+        super().__init__(client, name, watch, timeout, poll)
+        self.job_id, self.probe = job_id, probe
+        self.tail(None)
+
+    def follow_log(self, key: int | None) -> Iterable[str]:
+        return self.client.tail_logs(self.name, self.job_id, follow=True)
+
+    def last_lines(self, key: int | None) -> list[str]:
+        return _log_end(lambda: self.client.tail_logs(self.name, self.job_id, follow=False, tail=TAIL_LINES))
+
+    def ask(self) -> Any:
+        return self.client.job_status(self.name, self.job_id)
+
+    def settle(self, answer: Any) -> str | None:
+        self.watch.set_status(answer)
+        if answer in JOB_FAILED:
+            raise self.fail(JOB_FAILED[answer])
+        if answer in JOB_ENDED:
+            raise self.fail(f"the job ended ({answer}) before the model answered: the engine stopped")
+        note = self.probe()
         if note is None:
-            _drain_ready(events, watch)
-            return
-        watch.set_note(note)
-        if time.monotonic() >= deadline:
-            raise EndpointError(f"{name} did not serve the model within {timeout:.0f} s: {note}")
-        next_poll = time.monotonic() + poll
+            return None
+        self.watch.set_note(note)
+        return f"{self.name} did not serve the model within {self.timeout:.0f} s: {note}"
 
 
-def watch_service(client: SkyClient, name: str, watch: Watch, timeout: float, poll: float = POLL_S) -> None:
-    """Until the service is READY, or it or a replica reaches a failed state (LaunchFailedError)."""
-    events: queue.Queue = queue.Queue()
-    asking = _Asking()
-    tailing: set[int] = set()
-    seen_replica = False
-    deadline = time.monotonic() + timeout
-    next_poll = time.monotonic()
+class _FollowService(_Follow):
+    """A service's launch: its and its replicas' states, each running replica's log."""
 
-    def fail(cause: str, replica: int | None = None) -> LaunchFailedError:
-        if replica is not None and replica in tailing:
-            _drain(events, watch, replica, DRAIN_S)
-        source = watch.replicas.get(replica) if replica is not None else None
-        lines = list(source.lines) if source is not None else list(watch.lines)
-        if not lines and replica is not None:
-            lines = _log_end(lambda: client.serve_logs(name, replica, follow=False, tail=TAIL_LINES))
-        return _failure(watch, cause, lines)
+    def __init__(self, client: SkyClient, name: str, watch: Watch, timeout: float, poll: float) -> None:
+        super().__init__(client, name, watch, timeout, poll)
+        self.seen_replica = False
 
-    while True:
-        try:
-            key, kind, payload = events.get(timeout=max(0.0, next_poll - time.monotonic()))
-        except queue.Empty:
-            pass
-        else:
-            if kind == "line":
-                marker = watch.line(payload, key)
-                if marker is not None and marker.name == "engine_exit":
-                    code = f" with code {marker.code}" if marker.code is not None else ""
-                    raise fail(f"the engine of replica {key} exited{code}", key)
-            elif kind == "error":
-                watch.set_note(f"replica {key} log stream stopped: {payload}")
-            if time.monotonic() < next_poll:
-                continue
-        services = asking(lambda: client.services([name]), watch)
-        if services is _UNANSWERED:
-            next_poll = time.monotonic() + poll
-            continue
-        service = next((s for s in services if s.get("name") == name), None)
+    def follow_log(self, key: int | None) -> Iterable[str]:
+        assert key is not None  # a service's logs are its replicas'
+        return self.client.serve_logs(self.name, key, follow=True)
+
+    def last_lines(self, key: int | None) -> list[str]:
+        if key is None:
+            return []
+        return _log_end(lambda: self.client.serve_logs(self.name, key, follow=False, tail=TAIL_LINES))
+
+    def ask(self) -> Any:
+        return self.client.services([self.name])
+
+    def settle(self, answer: Any) -> str | None:
+        service = next((s for s in answer if s.get("name") == self.name), None)
         status = service.get("status") if service else "MISSING"
-        watch.set_status(status)
+        self.watch.set_status(status)
         for replica in (service or {}).get("replicas") or []:
             rid, rstatus = replica.get("id"), str(replica.get("status"))
             if rid is None:
                 continue
-            seen_replica = True
-            watch.replica_status(rid, rstatus)
+            self.seen_replica = True
+            self.watch.replica_status(rid, rstatus)
             if rstatus in REPLICA_FAILED:
-                raise fail(f"replica {rid} is {rstatus}", rid)
-            if rstatus in REPLICA_RUNNING and rid not in tailing:
-                tailing.add(rid)
-                _tail(functools.partial(client.serve_logs, name, rid, follow=True), events, rid)
+                raise self.fail(f"replica {rid} is {rstatus}", rid)
+            if rstatus in REPLICA_RUNNING and rid not in self.tailed:
+                self.tail(rid)
         if status == "READY":
-            _drain_ready(events, watch)
-            return
+            return None
         if status in SERVICE_FAILED:
-            raise fail(SERVICE_FAILED[status])
-        if status == "NO_REPLICA" and seen_replica:
-            raise fail("no replica is left (NO_REPLICA): the replicas failed")
+            raise self.fail(SERVICE_FAILED[status])
+        if status == "NO_REPLICA" and self.seen_replica:
+            raise self.fail("no replica is left (NO_REPLICA): the replicas failed")
         if status == "MISSING":
-            raise fail(f"service {name} is gone")
-        if time.monotonic() >= deadline:
-            raise EndpointError(f"service {name} not READY after {timeout:.0f} s (status {status})")
-        next_poll = time.monotonic() + poll
+            raise self.fail(f"service {self.name} is gone")
+        return f"service {self.name} not READY after {self.timeout:.0f} s (status {status})"
+
+
+def watch_cluster(client: SkyClient, name: str, job_id: int | None, probe: Callable[[], str | None], watch: Watch,
+                  timeout: float, poll: float = POLL_S) -> None:
+    """Until `probe` says the model answers (None), or the job/engine fails (LaunchFailedError)."""
+    _FollowJob(client, name, job_id, probe, watch, timeout, poll).run()
+
+
+def watch_service(client: SkyClient, name: str, watch: Watch, timeout: float, poll: float = POLL_S) -> None:
+    """Until the service is READY, or it or a replica reaches a failed state (LaunchFailedError)."""
+    _FollowService(client, name, watch, timeout, poll).run()
