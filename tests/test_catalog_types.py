@@ -25,6 +25,7 @@ CAPACITY = ("capacity", "20b", "--gpu", "L4")
 
 def _clear_caches() -> None:
     catalog.load.cache_clear()
+    catalog._load_price_snapshot.cache_clear()
     startup.load.cache_clear()
     throughput._data.cache_clear()
 
@@ -75,6 +76,8 @@ CASES = [
      ("eval", "--endpoint", "http://127.0.0.1:9", "--model", "openai/gpt-oss-20b", "--json")),
     ("startup.yaml", ("probe_margin", "factor"), "1.5", "a number", PLAN),
     ("throughput.yaml", ("figures", 0, "count"), "1", "an integer", PLAN),
+    ("prices/snapshot.yaml", ("date",), 202611, "a string (quote it)", PLAN),
+    ("recipes.yaml", ("context_steps", 0), "131072", "an integer", CAPACITY),
     ("engines/options/vllm-0.32.0.values.json", ("--max-num-seqs", "value"), "yes", "true or false",
      (*PLAN, "--engine-arg", "--max-num-seqs 8")),
 ]
@@ -133,7 +136,7 @@ def _wrong(value: Any) -> Any:
 
 
 TYPED = ["gpus.yaml", "models.yaml", "engines/vllm.yaml", "engines/sglang.yaml", "images.yaml", "evals.yaml",
-         "startup.yaml", "throughput.yaml"]
+         "startup.yaml", "throughput.yaml", "recipes.yaml", "prices/snapshot.yaml"]
 LEAVES = [(name, keys, value) for name in TYPED for keys, value in _leaves(_load(SOURCE / name))]
 
 
@@ -158,6 +161,8 @@ def test_any_value_of_another_type_is_refused_naming_its_key(leaf):
                 evals.load_references(root / name)
             elif name == "images.yaml":
                 catalog.load_images(str(root))
+            elif name == "prices/snapshot.yaml":
+                catalog._load_price_snapshot.__wrapped__(str(root))
             else:
                 catalog.load.__wrapped__(str(root))
     message = str(caught.value)

@@ -338,10 +338,26 @@ def print_bench_report(report: bench_lib.BenchReport) -> None:
 # -- eval -----------------------------------------------------------------------------------------
 
 
+class CatalogEval(click.ParamType):
+    """An eval catalogs/evals.yaml has references for, read when the option is used, not at import (so a
+    broken catalog is one line, and a new eval needs only its catalog entry)."""
+
+    name = "eval"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(evals_lib.eval_names()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        names = evals_lib.eval_names()
+        if value not in names:
+            self.fail(f"{value!r} is not one of {', '.join(names)} (catalogs/evals.yaml)", param, ctx)
+        return str(value)
+
+
 @click.command(name="eval")
 @target_options
-@click.option("--eval", "eval_name", type=click.Choice(evals_lib.EVALS), default="gpqa", show_default=True,
-              help="Which eval to run.")
+@click.option("--eval", "eval_name", type=CatalogEval(), default=None,
+              help="Which eval to run  [default: the first in catalogs/evals.yaml].")
 @click.option("--reasoning-effort", type=click.Choice(evals_lib.EFFORTS), default="low", show_default=True,
               help="Reasoning effort to evaluate.")
 @click.option("--examples", type=int, callback=positive_int, metavar="N",
@@ -362,9 +378,10 @@ def eval_(
     sampler: str,
     json_: bool,
 ) -> None:
-    """Run OpenAI's gpt_oss.evals (GPQA or AIME25) against an endpoint and compare the score with the
-    published reference for the model and effort. Exit 1 when clearly below it (more than two
-    binomial standard errors at the number of questions, and at least 3 points)."""
+    """Run OpenAI's gpt_oss.evals (one catalogs/evals.yaml lists, e.g. GPQA) against an endpoint and
+    compare the score with the published reference for the model and effort. Exit 1 when clearly below it
+    (more than two binomial standard errors at the number of questions, and at least 3 points)."""
+    eval_name = eval_name or evals_lib.eval_names()[0]
     model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
     if model is None:
         raise EndpointError(f"{target.base_url}/v1/models lists no model it serves; pass --model")

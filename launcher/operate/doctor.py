@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.errors import GptossSkyError
-from launcher.plan.catalog import Engine, load_images
-from launcher.plan.offers import SNAPSHOT_DATE
+from launcher.plan.catalog import Engine, load_images, load_price_snapshot
 from launcher.sky import skyapi, state
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
@@ -86,9 +85,14 @@ def check_infra(enabled: Callable[[], Sequence[str]]) -> Check:
     return Check("enabled infra", OK, ", ".join(sorted(infra)))
 
 
-def check_catalogs(clouds: Sequence[str] = skyapi.PRICED_CLOUDS, snapshot: str = "2026-11",
+def check_catalogs(clouds: Sequence[str] | None = None, snapshot: str | None = None,
                    path_of: Callable[[str], str] = skyapi.real_catalog_path, now: float | None = None) -> Check:
-    """Age of SkyPilot's cached price catalogs, next to the snapshot bundled with gptoss-sky."""
+    """Age of SkyPilot's cached price catalogs of the snapshot's clouds, next to the snapshot's date
+    (both from catalogs/prices/snapshot.yaml unless given)."""
+    if clouds is None or snapshot is None:
+        bundled = load_price_snapshot()
+        clouds = bundled.clouds if clouds is None else clouds
+        snapshot = bundled.date if snapshot is None else snapshot
     now = time.time() if now is None else now
     ages = {}
     for cloud in clouds:
@@ -183,7 +187,7 @@ def run(engine: Engine, enabled_infra: Callable[[], Sequence[str]],
         infra_check = Check("enabled infra", WARNING, "not asked: the API server does not answer",
                             "fix the API server first, then `sky check`")
     checks.append(infra_check)
-    checks.append(check_catalogs(snapshot=SNAPSHOT_DATE))
+    checks.append(check_catalogs())
     checks.extend(check_state_dir())
     enabled = infra_check.detail.split(", ") if infra_check.level == OK else None
     checks.append(check_engine_images(engine, enabled))

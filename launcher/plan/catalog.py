@@ -168,11 +168,22 @@ class Engine:
 
 
 @dataclass(frozen=True)
+class RecipePolicy:
+    """catalogs/recipes.yaml: a GPU count is a recipe when it holds min_concurrency full-length requests at a
+    context of at least min_context; its default context is the longest of context_steps that still does."""
+
+    min_concurrency: int
+    min_context: int
+    context_steps: tuple[int, ...]  # longest first, ending at min_context
+
+
+@dataclass(frozen=True)
 class Catalog:
     models: Mapping[str, Model]
     gpus: Mapping[str, Gpu]
     unsupported_gpus: Mapping[str, str]
     engines: Mapping[str, Engine]
+    policy: RecipePolicy
 
     def model(self, name: str) -> Model:
         """Resolve '20b', 'gpt-oss-20b' or 'openai/gpt-oss-20b'."""
@@ -311,6 +322,17 @@ def _load_engine(path: Path) -> Engine:
     return engine
 
 
+def _load_policy(path: Path) -> RecipePolicy:
+    raw = _read(path, schema.RecipePolicyFile)
+    steps = tuple(raw["context_steps"])
+    if list(steps) != sorted(set(steps), reverse=True) or not steps or steps[-1] != raw["min_context"]:
+        raise CatalogError(f"{path.name}: context_steps {list(steps)} must run from the longest context down to "
+                           f"min_context ({raw['min_context']}), each once")
+    if raw["min_concurrency"] < 1:
+        raise CatalogError(f"{path.name}: min_concurrency {raw['min_concurrency']} must be 1 or more")
+    return RecipePolicy(raw["min_concurrency"], raw["min_context"], steps)
+
+
 @functools.lru_cache(maxsize=4)
 def load(directory: str | None = None) -> Catalog:
     """Load and validate every catalog file (cached per directory)."""
@@ -320,12 +342,39 @@ def load(directory: str | None = None) -> Catalog:
     for path in sorted((root / "engines").glob("*.yaml")):
         engine = _load_engine(path)
         engines[engine.engine] = engine
-    catalog = Catalog(_load_models(root / "models.yaml"), gpus, unsupported, engines)
+    catalog = Catalog(_load_models(root / "models.yaml"), gpus, unsupported, engines,
+                      _load_policy(root / "recipes.yaml"))
     for engine in engines.values():
         for gpu in gpus.values():
             if gpu.generation in engine.supported_generations and gpu.generation not in engine.generations:
                 raise CatalogError(f"engines/{engine.engine}.yaml: no flags for generation {gpu.generation!r}")
     return catalog
+
+
+@dataclass(frozen=True)
+class PriceSnapshot:
+    """catalogs/prices/snapshot.yaml: the bundled SkyPilot price catalog `plan` prices offline from."""
+
+    date: str  # when its rows were read (SNAPSHOT.md)
+    folder: Path  # prices/<version>/, laid out as SkyPilot reads it
+    clouds: tuple[str, ...]  # each with <cloud>/vms.csv in `folder`
+
+
+def load_price_snapshot() -> PriceSnapshot:
+    """The snapshot of the catalogs in use (read once per catalog folder)."""
+    return _load_price_snapshot(str(catalog_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_price_snapshot(directory: str) -> PriceSnapshot:
+    prices = Path(directory) / "prices"
+    raw = _read(prices / "snapshot.yaml", schema.PriceSnapshotFile, "prices/snapshot.yaml")
+    folder = prices / raw["version"]
+    missing = [c for c in raw["clouds"] if not (folder / c / "vms.csv").is_file()]
+    if missing:
+        raise CatalogError(f"prices/snapshot.yaml: clouds {', '.join(missing)} have no "
+                           f"{raw['version']}/<cloud>/vms.csv beside it")
+    return PriceSnapshot(raw["date"], folder, tuple(raw["clouds"]))
 
 
 def load_images(directory: str | None = None) -> list[dict[str, Any]]:

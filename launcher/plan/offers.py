@@ -19,12 +19,11 @@ from typing import Any
 from launcher.errors import ApiServerUnreachableError, NoFitError, SkyError, UserError
 from launcher.plan import recipes as recipes_mod
 from launcher.plan import startup, throughput
-from launcher.plan.catalog import Catalog, Gpu, Model, catalog_dir
+from launcher.plan.catalog import Catalog, Gpu, Model, load_price_snapshot
 from launcher.plan.recipes import Recipe
 from launcher.sky import skyapi, state
 
 OBJECTIVES = ("cost", "cost-per-token")
-SNAPSHOT_DATE = "2026-11"  # catalogs/prices/SNAPSHOT.md
 
 
 @dataclass(frozen=True)
@@ -81,13 +80,12 @@ NO_SPOT = ("kubernetes", "ssh")  # infra SkyPilot never launches spot instances 
 
 
 def snapshot_folder() -> Path:
-    return catalog_dir() / "prices" / "v8"
+    return load_price_snapshot().folder
 
 
 def snapshot_clouds() -> list[str]:
-    """Clouds the bundled snapshot prices (a folder with vms.csv)."""
-    folder = snapshot_folder()
-    return sorted(p.parent.name for p in folder.glob("*/vms.csv")) if folder.is_dir() else []
+    """Clouds the bundled snapshot prices (catalogs/prices/snapshot.yaml)."""
+    return sorted(load_price_snapshot().clouds)
 
 
 def check_infra(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[str] | None, tuple | None]:
@@ -225,9 +223,10 @@ def _rows(names: Sequence[str], clouds: Sequence[str]) -> tuple[list[dict], list
     have = [c for c in offline if c in snapshot_clouds()]
     unpriced = [c for c in offline if c not in have]
     if have:
+        date = load_price_snapshot().date
         for row in _snapshot_rows(names, have):
-            rows.append(dict(row, source=f"bundled snapshot {SNAPSHOT_DATE}"))
-        notes.append(f"prices for {', '.join(have)} from the bundled catalog snapshot of {SNAPSHOT_DATE} "
+            rows.append(dict(row, source=f"bundled snapshot {date}"))
+        notes.append(f"prices for {', '.join(have)} from the bundled catalog snapshot of {date} "
                      "(SkyPilot has no usable cached catalog for them; `sky check` and a launch refresh it)")
     for cloud in unpriced:
         notes.append(f"{cloud}: price unknown: {_why_unpriced(cloud)}")

@@ -1,9 +1,10 @@
 """Which (model, GPU, count) combinations gptoss-sky ships, with their flags and default context.
 
-The rule (README "Recipes"): a GPU count is a recipe when, with the flags we pass, vLLM holds at least
-MIN_CONCURRENCY full-length requests at a context of at least MIN_CONTEXT. Its default max_model_len is
-the longest of CONTEXT_STEPS that still holds MIN_CONCURRENCY. For each GPU we ship the smallest such
-count (profiles `balanced`, `throughput`) and twice it (profile `latency`), when that is a valid TP size.
+The rule (README "How up picks the GPU", its numbers in catalogs/recipes.yaml): a GPU count is a recipe
+when, with the flags we pass, vLLM holds at least min_concurrency full-length requests at a context of at
+least min_context. Its default max_model_len is the longest of context_steps that still holds
+min_concurrency. For each GPU we ship the smallest such count (profiles `balanced`, `throughput`) and
+twice it (profile `latency`), when that is a valid TP size.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from launcher.errors import NoFitError, UserError
 from launcher.plan import capacity
 from launcher.plan.catalog import Catalog, Engine, Gpu, Model
 
-MIN_CONCURRENCY = 4
-MIN_CONTEXT = 16384
-CONTEXT_STEPS = (131072, 65536, 32768, 16384)
 TP_PLACEHOLDER = "$SKYPILOT_NUM_GPUS_PER_NODE"
 
 
@@ -158,17 +156,18 @@ def vllm_equivalent_options(engine: Engine, options: Mapping[str, Any]) -> dict[
 
 def _default_context(catalog: Catalog, model: Model, gpu: Gpu, count: int, options: Mapping[str, Any],
                      activations_outside_budget: bool = False):
+    policy = catalog.policy
     last = None
-    for context in CONTEXT_STEPS:
+    for context in policy.context_steps:
         last = capacity.estimate(catalog, model, gpu, count, context=context, options=options,
                                  activations_outside_budget=activations_outside_budget)
-        if last.fits and last.max_concurrency >= MIN_CONCURRENCY:
+        if last.fits and last.max_concurrency >= policy.min_concurrency:
             return last
     assert last is not None
-    why = last.reason or f"only {last.concurrency_text} concurrent {MIN_CONTEXT}-token requests fit"
+    why = last.reason or f"only {last.concurrency_text} concurrent {policy.min_context}-token requests fit"
     raise NoFitError(
-        f"{model.name} on {gpu.name}:{count} holds fewer than {MIN_CONCURRENCY} requests of "
-        f"{MIN_CONTEXT} tokens: {why}"
+        f"{model.name} on {gpu.name}:{count} holds fewer than {policy.min_concurrency} requests of "
+        f"{policy.min_context} tokens: {why}"
     )
 
 

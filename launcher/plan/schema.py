@@ -320,6 +320,22 @@ class ThroughputFile(_Strict):
     figures: list[Figure]
 
 
+class PriceSnapshotFile(_Strict):
+    """prices/snapshot.yaml: the bundled SkyPilot price catalog's identity."""
+
+    date: str
+    version: str
+    clouds: list[str]
+
+
+class RecipePolicyFile(_Strict):
+    """recipes.yaml: what makes a (model, GPU, count) a recipe."""
+
+    min_concurrency: int
+    min_context: int
+    context_steps: list[int]
+
+
 # --- reporting -----------------------------------------------------------------------------------
 
 Doc = TypeVar("Doc", bound=BaseModel)

@@ -139,8 +139,6 @@ def task_from_config(config: Mapping[str, Any], secrets: Mapping[str, str] | Non
 
 # --- catalog prices (offline-safe) ---------------------------------------------------------------
 
-PRICED_CLOUDS = ("aws", "gcp", "lambda", "nebius", "runpod", "shadeform", "vast", "verda")
-
 
 def real_catalog_path(cloud: str) -> str:
     """Where SkyPilot keeps its cached vms.csv for `cloud` ($SKY_RUNTIME_DIR/.sky/catalogs/v8/...)."""

@@ -34,8 +34,7 @@ import yaml
 
 from launcher.errors import CatalogError, EndpointError, UserError
 
-EVALS = ("gpqa", "aime25")
-EFFORTS = ("low", "medium", "high")
+EFFORTS = ("low", "medium", "high")  # gpt-oss's reasoning efforts; catalogs/evals.yaml gives each a reference
 Z = 2.0
 FLOOR_PP = 3.0  # percentage points
 PYTHON_ENV = "GPTOSS_SKY_EVALS_PYTHON"
@@ -106,6 +105,11 @@ def load_references(path: Path | None = None) -> References:
     table = {name: {model: scores.model_dump() for model, scores in entry.reference.items()}
              for name, entry in doc.evals.items()}
     return References(doc.source, questions, table)
+
+
+def eval_names() -> list[str]:
+    """The evals catalogs/evals.yaml has references for, in its order: what `eval --eval` accepts."""
+    return list(load_references().table)
 
 
 def match_model(model: str, known: list[str]) -> str:
@@ -229,11 +233,11 @@ def run_eval(
     references: References | None = None,
 ) -> Verdict:
     """Run one eval at one effort and compare its score with the reference table."""
-    if eval_name not in EVALS:
-        raise UserError(f"unknown eval {eval_name!r}; choose from {list(EVALS)}")
+    references = references or load_references()
+    if eval_name not in references.table:
+        raise UserError(f"unknown eval {eval_name!r}; choose from {list(references.table)} (catalogs/evals.yaml)")
     if effort not in EFFORTS:
         raise UserError(f"unknown reasoning effort {effort!r}; choose from {list(EFFORTS)}")
-    references = references or load_references()
     reference = references.lookup(eval_name, model, effort)  # fail before spending GPU time
     python = evals_python(python)
     check_installed(python)
