@@ -233,7 +233,7 @@ class FakeSky:
         if not self.controller or name not in self.raw_services:
             raise NotFoundError(f"tearing down service {name}: SkyPilot has no service named {name!r}")
         status = self.service_scripts[name].current[0]
-        if status in skyapi.SERVICE_FAILED and not purge:
+        if status in skyapi.status_names().service_broken and not purge:
             raise SkyError(f"tearing down service {name}: it is {status}, and SkyPilot skips failed services "
                            "(their replicas may be left running); run again with --purge to remove it anyway")
         del self.raw_services[name]

@@ -82,6 +82,8 @@ def _num(value, fmt="{:,.0f}", scale=1.0):
 
 def _status_table(rows, with_metrics):
     """The status table; a service's replicas follow it as indented rows with their own numbers."""
+    from launcher.sky import skyapi
+
     table = Table(box=None, header_style="bold")
     columns = ["NAME", "KIND", "MODEL", "STATE", "CLOUD", "REGION", "$/HOUR", "UPTIME", "COST", "REPLICAS",
                "ENDPOINT"]
@@ -101,7 +103,7 @@ def _status_table(rows, with_metrics):
 
     for r in rows:
         replicas = r.get("replicas") or []
-        ready = sum(1 for x in replicas if x.get("status") == "READY")
+        ready = sum(1 for x in replicas if x.get("status") == skyapi.status_names().replica_ready)
         table.add_row(r["name"], r.get("kind") or "-", r.get("model") or "-", str(r.get("state")),
                       r.get("cloud") or "-", r.get("region") or "-", money(r.get("price_per_hour")),
                       f"{(r.get('uptime_s') or 0) / 3600:.1f}h", money(r.get("cost_so_far")),

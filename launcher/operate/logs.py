@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from launcher.errors import NotFoundError, SkyError, UserError
-from launcher.sky import state
+from launcher.sky import skyapi, state
 from launcher.sky.seam import SkyClient
 
 
@@ -45,5 +45,5 @@ def _replica_id(client: SkyClient, name: str, wanted: int | None) -> int:
         return wanted
     if not replicas:
         raise SkyError(f"service {name} has no replica yet (status {services[0].get('status')}); try again soon")
-    ready = [r for r in replicas if r.get("status") == "READY"]
+    ready = [r for r in replicas if r.get("status") == skyapi.status_names().replica_ready]
     return int((ready or replicas)[0]["id"])

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from launcher.errors import GptossSkyError
 from launcher.plan.catalog import Engine
+from launcher.sky import skyapi
 
 QUANTITIES = ("running", "waiting", "kv_cache_usage", "generation_tokens", "ttft_seconds", "tpot_seconds",
               "prefix_cache_queries", "prefix_cache_hits", "prefix_cache_hit_rate")
@@ -286,7 +287,8 @@ def attach(rows: list[dict[str, Any]], engines: Sequence[Engine], *, window_s: f
         except (GptossSkyError, OSError) as exc:  # a record without a key is a reason to show, not a crash
             row["engine"] = EngineNumbers(error=f"no key: {exc}").to_dict()
             continue
-        if not row.get("endpoint") and row.get("kind") == "cluster" and endpoint_of and row.get("state") == "UP":
+        if not row.get("endpoint") and row.get("kind") == "cluster" and endpoint_of \
+                and row.get("state") == skyapi.status_names().cluster_up:
             try:
                 row["endpoint"] = endpoint_of(row["name"])
             except GptossSkyError as exc:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import io
 import queue
 import re
@@ -244,7 +246,54 @@ def _replica_price(handle: Any) -> float | None:
 # --- calls that reach a cloud ---------------------------------------------------------------------
 
 SERVE_CONTROLLER_PREFIX = "sky-serve-controller-"  # sky.utils.common.SKY_SERVE_CONTROLLER_PREFIX
-SERVICE_FAILED = ("CONTROLLER_FAILED", "FAILED_CLEANUP")  # SkyPilot skips these in `serve down` without purge
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusNames:
+    """SkyPilot's state names gptoss-sky decides by, as the plain strings its records carry (`_value`).
+
+    Read from SkyPilot's own enums by `status_names()`, so no module but this one spells them, and a state
+    SkyPilot adds to its failed or terminal helpers counts here without a change.
+    """
+
+    cluster_up: str
+    cluster_stopped: str
+    job_failed: frozenset[str]  # terminal and not a clean end: FAILED, FAILED_SETUP, FAILED_DRIVER
+    job_ended: frozenset[str]  # terminal without a failure: SUCCEEDED, CANCELLED
+    service_ready: str
+    service_no_replica: str
+    service_broken: frozenset[str]  # ServiceStatus.failed_statuses(): no controller; `serve down` skips them
+    service_failed: frozenset[str]  # a launch has failed: service_broken, and FAILED (replicas failed, none ready)
+    replica_ready: str
+    replica_failed: frozenset[str]  # ReplicaStatus.failed_statuses()
+    replica_running: frozenset[str]  # its job exists (STARTING, READY, NOT_READY), so its log can be tailed
+
+
+@functools.cache
+def status_names() -> StatusNames:
+    """The names, from SkyPilot's enums (imported on first use: callers have asked SkyPilot already)."""
+    from sky.serve.serve_state import ReplicaStatus, ServiceStatus
+    from sky.skylet.job_lib import JobStatus
+    from sky.utils.status_lib import ClusterStatus
+
+    def names(members: Any) -> frozenset[str]:
+        return frozenset(m.value for m in members)
+
+    clean_end = names([JobStatus.SUCCEEDED, JobStatus.CANCELLED])
+    broken = names(ServiceStatus.failed_statuses())
+    return StatusNames(
+        cluster_up=ClusterStatus.UP.value,
+        cluster_stopped=ClusterStatus.STOPPED.value,
+        job_failed=names(s for s in JobStatus if s.is_terminal()) - clean_end,
+        job_ended=clean_end,
+        service_ready=ServiceStatus.READY.value,
+        service_no_replica=ServiceStatus.NO_REPLICA.value,
+        service_broken=broken,
+        service_failed=broken | {ServiceStatus.FAILED.value},
+        replica_ready=ReplicaStatus.READY.value,
+        replica_failed=names(ReplicaStatus.failed_statuses()),
+        replica_running=names([ReplicaStatus.STARTING, ReplicaStatus.READY, ReplicaStatus.NOT_READY]),
+    )
 
 
 def _value(status: Any) -> str | None:
@@ -447,9 +496,10 @@ class SkyPilotClient:
 
         with _sky_call("looking for the SkyServe controller"):
             records = sky.get(sky.status([SERVE_CONTROLLER_PREFIX + "*"], all_users=True))
+        stopped = status_names().cluster_stopped
         for r in records:
             get = _getter(r)
-            if str(get("name", "")).startswith(SERVE_CONTROLLER_PREFIX) and _value(get("status")) != "STOPPED":
+            if str(get("name", "")).startswith(SERVE_CONTROLLER_PREFIX) and _value(get("status")) != stopped:
                 return {"name": get("name"), "status": _value(get("status"))}
         return None
 
@@ -475,7 +525,7 @@ class SkyPilotClient:
         if not found:
             raise NotFoundError(f"tearing down service {service_name}: SkyPilot has no service named "
                                 f"{service_name!r}")
-        if found[0]["status"] in SERVICE_FAILED and not purge:
+        if found[0]["status"] in status_names().service_broken and not purge:
             raise SkyError(f"tearing down service {service_name}: it is {found[0]['status']}, and SkyPilot "
                            "skips failed services (their replicas may be left running); run again with "
                            "--purge to remove it anyway")

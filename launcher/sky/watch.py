@@ -18,22 +18,21 @@ from typing import Any
 
 from launcher import phases as phases_mod
 from launcher.errors import EndpointError, LaunchFailedError, NotFoundError, SkyError
+from launcher.sky import skyapi
 from launcher.sky.seam import SkyClient
 
 POLL_S = 5.0  # how often job/service state and the endpoint are asked: failures show within this
 TAIL_LINES = 20  # log lines kept, and shown when a launch fails
 DRAIN_S = 3.0  # after a failure, how long the log tail may take to deliver its last lines
 
-JOB_FAILED = {"FAILED_SETUP": "setup failed on the node (job FAILED_SETUP)",
-              "FAILED": "the job failed (FAILED)",
-              "FAILED_DRIVER": "the job's driver failed (FAILED_DRIVER)"}
-JOB_ENDED = {"SUCCEEDED", "CANCELLED"}  # the engine stopped before it answered
-SERVICE_FAILED = {"CONTROLLER_FAILED": "the service controller failed (CONTROLLER_FAILED)",
-                  "FAILED": "the service's replicas failed and none is ready (FAILED)",
-                  "FAILED_CLEANUP": "the service failed and could not be cleaned up (FAILED_CLEANUP)"}
-REPLICA_FAILED = {"FAILED", "FAILED_INITIAL_DELAY", "FAILED_PROBING", "FAILED_PROVISION", "FAILED_CLEANUP",
-                  "UNKNOWN"}
-REPLICA_RUNNING = {"STARTING", "READY", "NOT_READY"}  # its job exists, so its log can be tailed
+# The cause a failed launch reports for a failed state. Which states count as failed is SkyPilot's
+# (skyapi.status_names()); one without words here is reported by its name.
+JOB_FAILURES = {"FAILED_SETUP": "setup failed on the node (job FAILED_SETUP)",
+                "FAILED": "the job failed (FAILED)",
+                "FAILED_DRIVER": "the job's driver failed (FAILED_DRIVER)"}
+SERVICE_FAILURES = {"CONTROLLER_FAILED": "the service controller failed (CONTROLLER_FAILED)",
+                    "FAILED": "the service's replicas failed and none is ready (FAILED)",
+                    "FAILED_CLEANUP": "the service failed and could not be cleaned up (FAILED_CLEANUP)"}
 
 Observer = Callable[["Watch", str], None]
 
@@ -114,7 +113,7 @@ class Watch:
             changed = replica.status != status
             replica.status = status
             began = replica.timeline.begin("provision", self.clock())
-            if status == "READY":
+            if status == skyapi.status_names().replica_ready:
                 began = replica.timeline.begin("answering", self.clock()) or began
         if changed or began:
             self._tell("replica")
@@ -315,9 +314,10 @@ class _FollowJob(_Follow):
 
     def settle(self, answer: Any) -> str | None:
         self.watch.set_status(answer)
-        if answer in JOB_FAILED:
-            raise self.fail(JOB_FAILED[answer])
-        if answer in JOB_ENDED:
+        names = skyapi.status_names()
+        if answer in names.job_failed:
+            raise self.fail(JOB_FAILURES.get(answer, f"the job failed ({answer})"))
+        if answer in names.job_ended:
             raise self.fail(f"the job ended ({answer}) before the model answered: the engine stopped")
         note = self.probe()
         if note is None:
@@ -349,22 +349,23 @@ class _FollowService(_Follow):
         service = next((s for s in answer if s.get("name") == self.name), None)
         status = service.get("status") if service else "MISSING"
         self.watch.set_status(status)
+        names = skyapi.status_names()
         for replica in (service or {}).get("replicas") or []:
             rid, rstatus = replica.get("id"), str(replica.get("status"))
             if rid is None:
                 continue
             self.seen_replica = True
             self.watch.replica_status(rid, rstatus)
-            if rstatus in REPLICA_FAILED:
+            if rstatus in names.replica_failed:
                 raise self.fail(f"replica {rid} is {rstatus}", rid)
-            if rstatus in REPLICA_RUNNING and rid not in self.tailed:
+            if rstatus in names.replica_running and rid not in self.tailed:
                 self.tail(rid)
-        if status == "READY":
+        if status == names.service_ready:
             return None
-        if status in SERVICE_FAILED:
-            raise self.fail(SERVICE_FAILED[status])
-        if status == "NO_REPLICA" and self.seen_replica:
-            raise self.fail("no replica is left (NO_REPLICA): the replicas failed")
+        if status in names.service_failed:
+            raise self.fail(SERVICE_FAILURES.get(status, f"the service failed ({status})"))
+        if status == names.service_no_replica and self.seen_replica:
+            raise self.fail(f"no replica is left ({status}): the replicas failed")
         if status == "MISSING":
             raise self.fail(f"service {self.name} is gone")
         return f"service {self.name} not READY after {self.timeout:.0f} s (status {status})"
