@@ -10,11 +10,14 @@
   + SkyError                 SkyPilot failed while launching, querying or tearing down (exit 1)
     - NotFoundError          SkyPilot has no cluster/service of that name (already gone)
     - LaunchFailedError      the node's setup or engine failed during a launch (carries the log tail)
+    - RequestStalledError    SkyPilot's request entered its retry loop (e.g. a controller it cannot place)
     - ApiServerUnreachableError  no SkyPilot API server answers (not running and auto-start disabled, down,
                              or needs `sky api login`)
   + EndpointError            an endpoint could not be reached or answered wrongly (exit 1)
   + StateError               gptoss-sky's own state folder cannot be read or written, or a record or key
                              file in it is damaged (exit 1)
+  + InterruptedLaunch        Ctrl-C during a launch, after the SkyPilot request was cancelled or left
+                             running as the user chose (exit 130)
 """
 
 
@@ -75,9 +78,26 @@ class LaunchFailedError(SkyError):
         self.phases = list(phases or [])
 
 
+class RequestStalledError(SkyError):
+    """SkyPilot's request stopped making progress (its retry loop); the request may still be running.
+
+    `request_id` and `cause` (the line SkyPilot logged as the reason) are kept for the caller."""
+
+    def __init__(self, message: str, *, request_id: str | None = None, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.cause = cause or message
+
+
 class EndpointError(GptossSkyError):
     """An endpoint could not be reached or did not behave like an OpenAI server."""
 
 
 class StateError(GptossSkyError):
     """The local state (records, keys, lock) cannot be read or written, or a file in it is damaged."""
+
+
+class InterruptedLaunch(GptossSkyError):
+    """The user pressed Ctrl-C during a launch; the message says what happened to SkyPilot's request."""
+
+    exit_code = 130

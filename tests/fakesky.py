@@ -19,8 +19,13 @@ Use:
                           ("READY", [(1, "READY")])]    # service states serve_up() scripts, one per poll
     sky.add_cluster("gptoss-x", user_name="alice", user_hash="a11ce")   # someone else's cluster
     sky.install(monkeypatch)                            # skyapi.SkyPilotClient(), enabled_clouds() -> it
+    sky.hold_request = True                             # launch()/serve_up() hand out their request id,
+                                                        # then Ctrl-C arrives while it is still RUNNING
+    sky.unreachable = {"kubernetes/ctx": "timed out"}   # a Kubernetes context the server cannot reach
 `calls` records what crossed the seam: ("launch", {...}), ("endpoint", name, port), ("down", name),
-("serve_up", {...}), ("serve_update", {...}), ("serve_down", name).
+("serve_up", {...}), ("serve_update", {...}), ("serve_down", name), ("cancel", request_id).
+Every launch and serve_up is a SkyPilot request (`requests`: id -> RequestStatus name) whose id is
+handed to `on_request` before anything else, as SkyClient does.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.errors import GptossSkyError, NoCloudError, NotFoundError, SkyError
 from launcher.sky import skyapi
-from launcher.sky.seam import SkyClient
+from launcher.sky.seam import OnRequest, SkyClient
 
 if TYPE_CHECKING:
     from sky.schemas.api.responses import StatusResponse
@@ -91,6 +96,9 @@ class FakeSky:
         self.controller = False  # the SkyServe controller cluster exists (after the first serve_up)
         self.job_script: list[tuple[str, list[str]]] = [("RUNNING", [])]
         self.service_script: list[tuple[str, list]] = [("READY", [(1, "READY")])]
+        self.requests: dict[str, str] = {}  # request id -> SkyPilot RequestStatus name
+        self.hold_request = False  # the next launch/serve_up is interrupted with its request RUNNING
+        self.unreachable: dict[str, str] = {}  # "kubernetes/CTX" -> why the server cannot reach it
 
     # --- test set-up ----------------------------------------------------------------------------
 
@@ -164,16 +172,34 @@ class FakeSky:
             raise NoCloudError(f"{action}: no cloud is enabled in SkyPilot; run `sky check`\n"
                                f"SkyPilot: {SKY_NO_CLOUD}")
 
+    def _request(self, on_request: OnRequest | None) -> str:
+        """A new SkyPilot request, RUNNING; its id goes to on_request first. With hold_request, Ctrl-C
+        arrives while the caller waits on it (the request keeps running, as on the real server)."""
+        _request_status("RUNNING")
+        request_id = f"fake-{len(self.requests) + 1:04d}-0000-0000-0000-000000000000"
+        self.requests[request_id] = "RUNNING"
+        if on_request is not None:
+            on_request(request_id)
+        if self.hold_request:
+            self.hold_request = False
+            raise KeyboardInterrupt
+        return request_id
+
+    def _finish(self, request_id: str, error: BaseException | None) -> None:
+        self.requests[request_id] = "FAILED" if error is not None else "SUCCEEDED"
+        if error is not None:
+            raise error
+
     def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
                envs: Mapping[str, str], idle_minutes: int | None, down: bool,
-               output: io.TextIOBase | None = None) -> int | None:
+               output: io.TextIOBase | None = None, on_request: OnRequest | None = None) -> int | None:
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)  # what SkyPilot would parse
         self._no_cloud(f"launching {cluster_name}")
         self.calls.append(("launch", dict(config=config, name=cluster_name, secrets=dict(secrets), envs=dict(envs),
                                           idle_minutes=idle_minutes, down=down, task=task)))
+        request_id = self._request(on_request)
         self.add_cluster(cluster_name, "UP")
-        if self.fail_launch:
-            raise self.fail_launch
+        self._finish(request_id, self.fail_launch)
         job_id = max(self.jobs.get(cluster_name, {0: None})) + 1
         self.set_job(cluster_name, self.job_script, job_id)
         return job_id
@@ -202,13 +228,14 @@ class FakeSky:
         self.jobs.pop(name, None)
 
     def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
-                 envs: Mapping[str, str], output: io.TextIOBase | None = None) -> str:
+                 envs: Mapping[str, str], output: io.TextIOBase | None = None,
+                 on_request: OnRequest | None = None) -> str:
         name = service_name
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
         self._no_cloud(f"starting service {name}")
         self.calls.append(("serve_up", dict(config=config, name=name, secrets=dict(secrets), task=task)))
-        if self.fail_launch:
-            raise self.fail_launch
+        request_id = self._request(on_request)
+        self._finish(request_id, self.fail_launch)
         self.add_service(name)
         self.add_cluster("sky-serve-controller-f00dcafe", "UP", price_per_hour=0.2)
         return f"http://{self.endpoint_value}"
@@ -270,11 +297,37 @@ class FakeSky:
         lines = self.replica_logs.get((service_name, replica_id), [])
         return iter(lines[-tail:] if tail else lines)
 
+    def request_status(self, request_id: str) -> str | None:
+        return self.requests.get(request_id)
+
+    def cancel_request(self, request_id: str) -> str | None:
+        self.calls.append(("cancel", request_id))
+        if self.requests.get(request_id) in skyapi.REQUEST_ACTIVE:
+            self.requests[request_id] = "CANCELLED"
+        return self.requests.get(request_id)
+
+    def kubernetes_unreachable(self, context: str | None) -> str | None:
+        infra = f"kubernetes/{context}" if context else next(
+            (i for i in self.infra if i.split("/")[0] == "kubernetes"), "kubernetes")
+        if infra in self.unreachable:
+            return f"asking Kubernetes context {context or '(default)'} for its nodes: {self.unreachable[infra]}"
+        if infra not in self.infra:
+            return (f"asking Kubernetes context {context or '(default)'} for its nodes: Failed to load Kubernetes "
+                    f"configuration for {context or '(current-context)'!r}.")
+        return None
+
     def enabled_infra(self) -> list[str]:
         return list(self.infra)
 
     def enabled_clouds(self) -> list[str]:
         return sorted({i.split("/")[0] for i in self.infra})
+
+
+def _request_status(name: str) -> Any:
+    """SkyPilot's RequestStatus member (KeyError for a state SkyPilot does not have)."""
+    from sky.server.requests.requests import RequestStatus
+
+    return RequestStatus[name]
 
 
 def _value(status: Any) -> str | None:

@@ -4,7 +4,9 @@ Started once per test session by the `sky_server` fixture (tests/conftest.py) wi
 stopped with `sky api stop` at the end, also when a test fails. Its catalog folder is seeded from the
 bundled price snapshot (catalogs/prices/v8, common/accelerators.csv included) with no `.md5` beside the
 files, so SkyPilot never tries to download a catalog. No cloud is enabled: whatever needs one is answered
-by tests/fakesky.py, whose answers on the no-cloud cases are checked against this server.
+by tests/fakesky.py, whose answers on the no-cloud cases are checked against this server. The server's
+PATH has an `rsync` shim (RSYNC_SHIM) so that requests on a fake-enabled cloud reach SkyPilot's placement
+and retry logic (e.g. a SkyServe controller that cannot be placed) instead of stopping at "rsync is required".
 """
 
 from __future__ import annotations
@@ -87,18 +89,55 @@ class SkyServer:
             return "(no server log)"
 
 
+RSYNC_SHIM = """#!/bin/sh
+# Test device: SkyPilot checks `rsync --version` before provisioning anything. With it, a launch on a
+# fake-enabled cloud gets as far as SkyPilot's own placement and retry logic (and no further: there is
+# no network and no real credential, so nothing is ever synced or created).
+[ "$1" = "--version" ] && { echo "rsync  version 3.2.7  protocol version 31 (gptoss-sky test shim)"; exit 0; }
+echo "rsync test shim: refusing $*" >&2; exit 1
+"""
+
+
+def server_path(home: Path) -> str:
+    """PATH for the server: its own bin/ (the rsync shim) first."""
+    tools = home / "bin"
+    tools.mkdir(parents=True, exist_ok=True)
+    shim = tools / "rsync"
+    if not shim.exists():
+        shim.write_text(RSYNC_SHIM)
+        shim.chmod(0o755)
+    return f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def start(home: Path, timeout: float = 180) -> SkyServer:
     """`sky api start` in an isolated home; raises with the server's log if it does not come up."""
     home.mkdir(parents=True, exist_ok=True)
     seed_catalogs(home)
     server = SkyServer(home, free_port())
-    done = subprocess.run([sky_executable(), "api", "start"], env=server.env(), capture_output=True, text=True,
+    env = server.env() | {"PATH": server_path(home)}
+    done = subprocess.run([sky_executable(), "api", "start"], env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         stop(server)
         raise RuntimeError(f"`sky api start` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n"
                            f"server log:\n{server.log_tail()}")
+    _wait_for_boot_check(server, timeout)
     return server
+
+
+def _wait_for_boot_check(server: SkyServer, timeout: float) -> None:
+    """The server's on-boot `sky check` rewrites the enabled-cloud cache when it ends; wait for it, so a
+    test's set_enabled_clouds is not undone behind its back."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "skypilot-server-on-boot-check finished" in server.log.read_text(errors="replace"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
 
 
 def stop(server: SkyServer, timeout: float = 60) -> None:

@@ -21,6 +21,7 @@ TASK = yaml.safe_load((ROOT / "tasks" / "20b-any.sky.yaml").read_text())
 SERVICE = yaml.safe_load((ROOT / "services" / "20b-any.sky.yaml").read_text())
 KEY = {"VLLM_API_KEY": "contract-test-key"}
 NOPE = "gptoss-contract-nope"
+UNKNOWN_REQUEST = "0bad0bad-0000-4000-8000-000000000000"
 
 # scenario -> (call, expected): a value, or the gptoss-sky error type the seam maps SkyPilot's to.
 SCENARIOS = {
@@ -40,6 +41,10 @@ SCENARIOS = {
                                                     down=False), NoCloudError),
     "serve up, no enabled cloud": (lambda c: c.serve_up(SERVICE, NOPE, secrets=KEY, envs={}), NoCloudError),
     "who am I": (lambda c: sorted(c.current_user()), ["user_hash", "user_name"]),
+    "status of an unknown request": (lambda c: c.request_status(UNKNOWN_REQUEST), None),
+    "cancel of an unknown request": (lambda c: c.cancel_request(UNKNOWN_REQUEST), None),
+    "a Kubernetes context the server does not have": (
+        lambda c: "Failed to load Kubernetes configuration" in (c.kubernetes_unreachable(NOPE) or ""), True),
 }
 
 

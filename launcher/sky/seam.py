@@ -10,8 +10,10 @@ are in SkyPilotClient's docstring. This module imports nothing of SkyPilot (only
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
+
+OnRequest = Callable[[str], None]  # gets SkyPilot's request id of a launch before anything waits on it
 
 
 class SkyClient(Protocol):
@@ -20,8 +22,8 @@ class SkyClient(Protocol):
 
     def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
                envs: Mapping[str, str], idle_minutes: int | None, down: bool,
-               output: io.TextIOBase | None = None) -> int | None:
-        """Provision the cluster and submit its job; the job id."""
+               output: io.TextIOBase | None = None, on_request: OnRequest | None = None) -> int | None:
+        """Provision the cluster and submit its job; the job id. The request id goes to `on_request` first."""
         ...
 
     def endpoint(self, cluster_name: str, port: int) -> str:
@@ -41,8 +43,9 @@ class SkyClient(Protocol):
         ...
 
     def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
-                 envs: Mapping[str, str], output: io.TextIOBase | None = None) -> str:
-        """Start a SkyServe service; its endpoint."""
+                 envs: Mapping[str, str], output: io.TextIOBase | None = None,
+                 on_request: OnRequest | None = None) -> str:
+        """Start a SkyServe service; its endpoint. The request id goes to `on_request` first."""
         ...
 
     def serve_update(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
@@ -70,6 +73,19 @@ class SkyClient(Protocol):
     def serve_logs(self, service_name: str, replica_id: int, *, follow: bool = True,
                    tail: int = 0) -> Iterator[str]:
         """Lines of one replica's log as they come."""
+        ...
+
+    def request_status(self, request_id: str) -> str | None:
+        """SkyPilot's RequestStatus name of a request (PENDING, WAITING, RUNNING, SUCCEEDED, FAILED,
+        CANCELLED); None when the API server does not know it."""
+        ...
+
+    def cancel_request(self, request_id: str) -> str | None:
+        """Cancel the request if it is still active; its state afterwards, as request_status."""
+        ...
+
+    def kubernetes_unreachable(self, context: str | None) -> str | None:
+        """Why the API server cannot reach this Kubernetes context (None: the default one); None if it can."""
         ...
 
     def enabled_infra(self) -> list[str]:

@@ -10,6 +10,7 @@ Protocol; tests use tests/fakesky.py's `FakeSky` in its place.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -28,9 +29,11 @@ from launcher.errors import (
     NoCloudError,
     NotFoundError,
     RenderError,
+    RequestStalledError,
     SkyError,
     UserError,
 )
+from launcher.sky.seam import OnRequest
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -396,6 +399,77 @@ def _stream_lines(action: str, call: Callable[[io.TextIOBase], Any]) -> Iterator
         raise failure[0]
 
 
+REQUEST_ACTIVE = ("PENDING", "WAITING", "RUNNING")  # sky.server.requests.requests.RequestStatus
+# SkyPilot's retry loop (`retry_until_up`; the SkyServe controller always retries): the line it logs
+# before sleeping, e.g. "↺ Retry after 30s  View logs: sky logs --provision sky-serve-controller-…".
+_RETRY_LINE = re.compile(r"Retry after \d+s")
+# Lines that say why, best first: SkyPilot's specific reasons, then its generic failure lines.
+_CAUSE_LINES = (re.compile(r"not supported|unreachable|timed out|quota|capacity|credential|permission|denied|"
+                           r"required", re.IGNORECASE),
+                re.compile(r"error|failed|no resource", re.IGNORECASE))
+
+
+class _Stalled(Exception):
+    """Raised from the log stream to end stream_and_get when SkyPilot starts retrying for ever."""
+
+
+class _RequestLog:
+    """The request's log on its way to `output`: remembers the last lines, and stops the wait at
+    SkyPilot's first "Retry after" (the request would loop there, every 30 s, for ever)."""
+
+    def __init__(self, output: Any) -> None:
+        self.output = output
+        self.partial = ""
+        self.recent: collections.deque[str] = collections.deque(maxlen=40)
+        self.stalled = False
+
+    def write(self, text: str) -> int:
+        self.output.write(text)
+        self.partial += text
+        *whole, self.partial = self.partial.split("\n")
+        for line in whole:
+            clean = _ANSI.sub("", line).strip()
+            if clean:
+                self.recent.append(clean)
+            if _RETRY_LINE.search(clean):
+                self.stalled = True
+                raise _Stalled(clean)
+        return len(text)
+
+    def flush(self) -> None:
+        self.output.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def cause(self) -> str:
+        """The line SkyPilot logged as the reason, the last one that looks like one."""
+        lines = [" ".join(x.split()) for x in self.recent if not _RETRY_LINE.search(x)]
+        for pattern in _CAUSE_LINES:
+            causes = [x for x in lines if pattern.search(x)]
+            if causes:
+                return causes[-1]
+        return (lines or ["SkyPilot logged no reason"])[-1]
+
+
+def _wait_request(action: str, request_id: str, output: Any, on_request: OnRequest | None) -> Any:
+    """Hand the request id out, then stream the request's log and return its result (errors mapped).
+    SkyPilot's retry loop ends the wait with RequestStalledError (the request keeps running)."""
+    import sky
+
+    if on_request is not None:
+        on_request(str(request_id))
+    log = _RequestLog(output or _STDERR)
+    try:
+        with _sky_call(action):
+            return sky.stream_and_get(request_id, output_stream=log)
+    except SkyError:
+        if not log.stalled:
+            raise
+    raise RequestStalledError(f"{action}: SkyPilot cannot make progress and retries every 30 s: {log.cause()}",
+                              request_id=str(request_id), cause=log.cause())
+
+
 class SkyPilotClient:
     """The seam where SkyPilot talks to clouds, through its API server (local or a team's): the real
     launcher.sky.seam.SkyClient.
@@ -411,16 +485,20 @@ class SkyPilotClient:
 
     def launch(self, config: Mapping[str, Any], cluster_name: str, *, secrets: Mapping[str, str],
                envs: Mapping[str, str], idle_minutes: int | None, down: bool,
-               output: io.TextIOBase | None = None) -> int | None:
+               output: io.TextIOBase | None = None, on_request: OnRequest | None = None) -> int | None:
         """Provision and set up the cluster and submit its job; returns the job id. SkyPilot's
-        provisioning log goes to `output` (a text stream; stderr by default), never stdout."""
+        provisioning log goes to `output` (a text stream; stderr by default), never stdout.
+
+        `on_request` gets SkyPilot's request id as soon as the API server has it, before any waiting:
+        the request runs on the server whatever happens to this process (see `cancel_request`)."""
         import sky
 
         task = self._task(config, secrets, envs)
-        with _sky_call(f"launching {cluster_name}"):
+        action = f"launching {cluster_name}"
+        with _sky_call(action):
             request = sky.launch(task, cluster_name=cluster_name, idle_minutes_to_autostop=idle_minutes,
                                  down=down)
-            job_id, _ = sky.stream_and_get(request, output_stream=output or _STDERR)
+        job_id, _ = _wait_request(action, request, output, on_request)
         return job_id
 
     def endpoint(self, cluster_name: str, port: int) -> str:
@@ -468,12 +546,17 @@ class SkyPilotClient:
             sky.stream_and_get(sky.down(cluster_name, purge=purge), output_stream=_STDERR)
 
     def serve_up(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
-                 envs: Mapping[str, str], output: io.TextIOBase | None = None) -> str:
+                 envs: Mapping[str, str], output: io.TextIOBase | None = None,
+                 on_request: OnRequest | None = None) -> str:
+        """Start the service (its controller first); returns the endpoint. `on_request` as in `launch`;
+        a controller SkyPilot keeps failing to place raises RequestStalledError, not a wait for ever."""
         import sky
 
         task = self._task(config, secrets, envs)
-        with _sky_call(f"starting service {service_name}"):
-            _, endpoint = sky.stream_and_get(sky.serve.up(task, service_name), output_stream=output or _STDERR)
+        action = f"starting service {service_name}"
+        with _sky_call(action):
+            request = sky.serve.up(task, service_name)
+        _, endpoint = _wait_request(action, request, output, on_request)
         return endpoint
 
     def serve_update(self, config: Mapping[str, Any], service_name: str, *, secrets: Mapping[str, str],
@@ -568,6 +651,46 @@ class SkyPilotClient:
         return _stream_lines(f"reading the log of {service_name} replica {replica_id}", lambda out: (
             sky.serve.tail_logs(service_name, target="replica", replica_id=replica_id, follow=follow,
                                 output_stream=out, tail=tail or None)))
+
+    # --- SkyPilot requests (a launch is one: it runs on the API server, not in this process) ---------
+
+    def request_status(self, request_id: str) -> str | None:
+        """SkyPilot's state of a request: PENDING, WAITING, RUNNING (REQUEST_ACTIVE), SUCCEEDED, FAILED,
+        CANCELLED; None when the API server does not know the id (e.g. another server, or purged)."""
+        from sky.client import sdk
+
+        with _sky_call("asking the SkyPilot API server about a request"):
+            found = sdk.api_status([request_id], all_status=True)
+        for payload in found:
+            if payload.request_id == request_id or payload.request_id.startswith(request_id):
+                return str(payload.status)
+        return None
+
+    def cancel_request(self, request_id: str) -> str | None:
+        """Cancel one of this user's requests (`sky api cancel ID`) when it is still active; returns its
+        state afterwards as `request_status` does (CANCELLED, or how it had already ended; None: unknown)."""
+        import sky
+        from sky.client import sdk
+
+        if self.request_status(request_id) in REQUEST_ACTIVE:
+            with _sky_call(f"cancelling SkyPilot request {request_id}"):
+                sky.get(sdk.api_cancel([request_id], silent=True))
+        return self.request_status(request_id)
+
+    def kubernetes_unreachable(self, context: str | None) -> str | None:
+        """Why the API server cannot reach this Kubernetes context (None = its default one), in
+        SkyPilot's words; None when it answers. One bounded request (SkyPilot's 5 s API timeout)."""
+        import sky
+        from sky.client import sdk
+
+        try:
+            with _sky_call(f"asking Kubernetes context {context or '(default)'} for its nodes"):
+                sky.get(sdk.kubernetes_node_info(context))
+        except ApiServerUnreachableError:
+            raise
+        except SkyError as exc:
+            return str(exc)
+        return None
 
     def enabled_infra(self) -> list[str]:
         """Infra the API server can launch on, lower-case, as SkyPilot names it ('aws', 'kubernetes/CTX',
@@ -680,3 +803,19 @@ def canonical_infra(name: str) -> str | None:
     return str(cloud).lower() if cloud is not None else None
 
 
+
+
+def missing_feature(cloud: str, feature: str) -> str | None:
+    """SkyPilot's own reason why `cloud` cannot do `feature` ('open_ports', 'host_controllers', ...),
+    from the cloud's table of unsupported features (offline); None when SkyPilot lists no such limit."""
+    from sky import clouds as sky_clouds
+    from sky.utils import registry
+
+    try:
+        found = registry.CLOUD_REGISTRY.from_str(cloud)
+        wanted = sky_clouds.CloudImplementationFeatures(feature)
+    except Exception:  # an unknown cloud or feature name: SkyPilot knows no limit of it
+        return None
+    table = getattr(type(found), "_CLOUD_UNSUPPORTED_FEATURES", None) or {}
+    reason = table.get(wanted)
+    return str(reason) if reason else None
