@@ -19,8 +19,10 @@ import httpx
 from launcher.errors import (
     EndpointError,
     GptossSkyError,
+    InterruptedLaunch,
     LaunchFailedError,
     NotFoundError,
+    RequestStalledError,
     SkyError,
     StateError,
     UnknownDeploymentError,
@@ -33,6 +35,7 @@ from launcher.plan.recipes import Recipe
 from launcher.sky import state
 from launcher.sky import watch as watch_mod
 from launcher.sky.seam import SkyClient
+from launcher.sky.skyapi import REQUEST_ACTIVE
 
 Progress = Callable[[str], None]
 LB_TIMEOUT_S = 600  # a READY service's load balancer answers within this, or something is wrong
@@ -112,10 +115,15 @@ def _check_free(client: SkyClient, name: str, service: bool) -> None:
 def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render.Deployment, *,
            progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None,
            observer: watch_mod.Observer | None = None, poll: float | None = None,
-           envs: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
+           envs: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
+           on_interrupt: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Launch one cluster (or service), watch the node until the model answers, smoke-test it.
 
     envs/secrets: the user's --env/--secret, handed to SkyPilot as its env and secret overrides.
+
+    SkyPilot's request id is saved in the record as soon as the API server has it. On Ctrl-C while that
+    request still runs, `on_interrupt(request_id)` decides: True (also when not given) cancels it, False
+    leaves it running; either way InterruptedLaunch (exit 130) says which.
 
     `observer` sees every phase, state and log line (the live view); a failed setup, job, replica or
     engine raises LaunchFailedError within `poll` seconds, with the cause and the last log lines.
@@ -158,6 +166,12 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
         if observer is not None:
             observer(w, event)
 
+    def remember(request_id: str) -> None:
+        nonlocal record
+        record = replace(record, request_id=request_id)
+        state.save(record)
+        progress(f"SkyPilot request {request_id} (its log: `sky api logs {request_id}`)")
+
     view = watch_mod.Watch(name, record.kind, observe)
     served = model.served_names[0]
     try:
@@ -165,7 +179,8 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
             progress(f"Starting service {name} (replicas provision, install the engine, download weights)...")
             record = _mark_sky_called(record)
             view.begin("controller")
-            endpoint = normalize_endpoint(client.serve_up(config, name, secrets=secrets, envs=envs))
+            endpoint = normalize_endpoint(client.serve_up(config, name, secrets=secrets, envs=envs,
+                                                          on_request=remember))
             view.begin("replicas")
             _wait_service_ready(client, name, view, ready_timeout, poll)
             view.begin("answering")
@@ -179,7 +194,7 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
             view.begin("provision")
             idle = deployment.idle_minutes
             job_id = client.launch(config, name, secrets=secrets, envs=envs,
-                                   idle_minutes=1 if idle else None, down=bool(idle))
+                                   idle_minutes=1 if idle else None, down=bool(idle), on_request=remember)
             job_id = job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None
             endpoint = normalize_endpoint(client.endpoint(name, record.port))
             with httpx.Client(timeout=10) as http:
@@ -188,7 +203,7 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
             view.begin("answering")
     except (GptossSkyError, KeyboardInterrupt) as exc:
         view.finish()
-        raise _launch_stopped(replace(record, phases=view.phases()), exc) from exc
+        raise _launch_stopped(client, replace(record, phases=view.phases()), exc, on_interrupt) from exc
     record = replace(record, state="up", phases=view.phases())
     state.save(record)
     result: dict[str, Any] = {"name": name, "kind": record.kind, "endpoint": endpoint,
@@ -211,25 +226,86 @@ def _mark_sky_called(record: state.Record) -> state.Record:
     return record
 
 
-def _launch_stopped(record: state.Record, exc: BaseException) -> GptossSkyError:
-    """Record how the launch ended and say what may exist and how to remove it; a failure on the node
-    keeps its cause and log tail (LaunchFailedError)."""
+def _launch_stopped(client: SkyClient, record: state.Record, exc: BaseException,
+                    on_interrupt: Callable[[str], bool] | None = None) -> GptossSkyError:
+    """Record how the launch ended and say what is left and how to remove it: SkyPilot's request is
+    cancelled or left running (Ctrl-C: as the user chose; a stalled request: cancelled), and the hint
+    says "may still exist" only when SkyPilot may have made something."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     with contextlib.suppress(GptossSkyError, OSError):
         state.save(replace(record, state="interrupted" if interrupted else "failed"))
     name = record.name
     reason = "interrupted" if interrupted else str(exc)
     if not record.sky_called:
-        return SkyError(f"{name} did not start ({reason}) before SkyPilot was asked for anything, so nothing "
-                        f"exists; `gptoss-sky down {name}` removes its record")
-    hint = (f"The {record.kind} may still exist and bill: check `gptoss-sky status {name}`, remove it with "
-            f"`gptoss-sky down {name}`")
+        message = (f"{name} did not start ({reason}) before SkyPilot was asked for anything, so nothing "
+                   f"exists; `gptoss-sky down {name}` removes its record")
+        return InterruptedLaunch(message) if interrupted else SkyError(message)
+    request = _end_request(client, record, interrupted, on_interrupt,
+                           stalled=isinstance(exc, RequestStalledError))
+    left = _anything_left(client, record)
+    if left is False and not request.get("running"):
+        hint = (f"SkyPilot left nothing running for it; `gptoss-sky down {name}` removes its record and key")
+    else:
+        hint = (f"The {record.kind} may still exist and bill: check `gptoss-sky status {name}`, remove it with "
+                f"`gptoss-sky down {name}`")
+    said = f" {request['said']}." if request.get("said") else ""
+    if interrupted:
+        return InterruptedLaunch(f"{name}: interrupted.{said} {hint}")
+    if isinstance(exc, RequestStalledError):
+        return SkyError(f"{name} did not come up: {exc.cause}.{said} {hint}; "
+                        f"SkyPilot's whole log: `sky api logs {exc.request_id}`")
     if isinstance(exc, LaunchFailedError):
         tail = "\n".join(f"  {line}" for line in exc.log_tail) or "  (the log is empty)"
-        return LaunchFailedError(f"{name} did not come up: {exc.cause}. {hint}\n"
+        return LaunchFailedError(f"{name} did not come up: {exc.cause}.{said} {hint}\n"
                                  f"Last {len(exc.log_tail)} log lines:\n{tail}",
                                  cause=exc.cause, log_tail=exc.log_tail, phases=record.phases)
-    return SkyError(f"{name} did not come up ({reason}). {hint}")
+    return SkyError(f"{name} did not come up ({reason}).{said} {hint}")
+
+
+def _end_request(client: SkyClient, record: state.Record, interrupted: bool, on_interrupt: Callable[[str], bool] | None,
+                 stalled: bool) -> dict[str, Any]:
+    """After a launch stopped: cancel its SkyPilot request (stalled, or Ctrl-C and the user chose so) or
+    leave it running; {"running": bool, "said": what happened, in words}."""
+    rid = record.request_id
+    if rid is None or not (interrupted or stalled):
+        return {}
+    try:
+        status = client.request_status(rid)
+    except GptossSkyError:
+        return {"running": True, "said": f"SkyPilot request {rid} could not be asked about: it may still run "
+                                         f"(`sky api cancel {rid}` ends it)"}
+    if status not in REQUEST_ACTIVE:
+        return {"running": False, "said": f"SkyPilot request {rid} had already ended ({status or 'unknown'})"}
+    cancel = True
+    if interrupted and on_interrupt is not None:
+        try:
+            cancel = bool(on_interrupt(rid))
+        except (KeyboardInterrupt, EOFError):  # a second Ctrl-C at the question: the default, cancel
+            cancel = True
+    if not cancel:
+        return {"running": True, "said": f"SkyPilot request {rid} was left running, as asked (`sky api cancel "
+                                         f"{rid}` ends it; `gptoss-sky down {record.name}` cancels it and tears "
+                                         "down what it made)"}
+    try:
+        after = client.cancel_request(rid)
+    except GptossSkyError as cancel_exc:
+        return {"running": True, "said": f"cancelling SkyPilot request {rid} failed ({cancel_exc}); "
+                                         f"`sky api cancel {rid}` ends it"}
+    why = "it was retrying for ever" if stalled else "as asked"
+    if after in REQUEST_ACTIVE:
+        return {"running": True, "said": f"SkyPilot request {rid} is still {after} after cancelling it"}
+    if after != "CANCELLED":
+        return {"running": False, "said": f"SkyPilot request {rid} had already ended ({after or 'unknown'})"}
+    return {"running": False, "said": f"gptoss-sky cancelled SkyPilot request {rid} ({why})"}
+
+
+def _anything_left(client: SkyClient, record: state.Record) -> bool | None:
+    """Whether SkyPilot lists the deployment's cluster/service (None: it could not be asked)."""
+    try:
+        query = client.services if record.kind == "service" else client.clusters
+        return any(x.get("name") == record.name for x in query([record.name]))
+    except GptossSkyError:
+        return None
 
 
 def _wait_service_ready(client: SkyClient, name: str, view: watch_mod.Watch, timeout: float,
@@ -395,7 +471,14 @@ def status(client: SkyClient, names: Sequence[str] = ()) -> list[dict[str, Any]]
                         f"`gptoss-sky down {record.name}` removes only your record and key"})
             continue
         row = _row(record, found, now)
-        if found is None:
+        pending = _running_request(client, record)
+        if pending is not None:
+            rid = record.request_id
+            row["state"] = f"launching (SkyPilot request {pending})"
+            row["request"] = {"id": rid, "status": pending}
+            row["note"] = (f"SkyPilot is still working on request {rid} (`sky api logs {rid}`); "
+                           f"`gptoss-sky down {record.name}` cancels it and tears down what it made")
+        elif found is None:
             if not record.sky_called:
                 row["state"] = f"{record.state} (nothing launched)"
                 row["note"] = f"`gptoss-sky down {record.name}` removes its record"
@@ -423,6 +506,14 @@ def status(client: SkyClient, names: Sequence[str] = ()) -> list[dict[str, Any]]
                          "note": None if foreign else f"not launched from this client (or its record was "
                                                       f"forgotten); `gptoss-sky down {name}` tears it down"})
     return rows
+
+
+def _running_request(client: SkyClient, record: state.Record) -> str | None:
+    """The state of the deployment's launch request while SkyPilot still works on it, else None."""
+    if record.request_id is None or record.state == "up":
+        return None
+    status = client.request_status(record.request_id)
+    return status if status in REQUEST_ACTIVE else None
 
 
 def _row(record: state.Record, live: dict | None, now: float) -> dict[str, Any]:
@@ -563,6 +654,10 @@ def down(client: SkyClient, targets: Sequence[tuple[str, str]], purge: bool,
                    else "nothing of it runs as this SkyPilot user")
             results.append(_forget_result(name, kind, why))
             continue
+        still = _cancel_launch_request(client, name, progress)
+        if still is not None:
+            results.append({"name": name, "kind": kind, "removed": False, "message": still})
+            continue
         progress(f"Tearing down {kind} {name}...")
         try:
             if kind == "service":
@@ -580,6 +675,21 @@ def down(client: SkyClient, targets: Sequence[tuple[str, str]], purge: bool,
             message = f"{exc}; removed anyway (--purge)"
         results.append(_forget_result(name, kind, message))
     return results
+
+
+def _cancel_launch_request(client: SkyClient, name: str, progress: Progress) -> str | None:
+    """Cancel the deployment's launch request if SkyPilot still works on it (it could bring the
+    cluster/service up after the teardown); None when none runs any more, else why the record stays."""
+    record, _ = _local(name)
+    if record is None or _running_request(client, record) is None:
+        return None
+    rid = str(record.request_id)
+    progress(f"Cancelling SkyPilot request {rid} (the launch of {name} is still running)...")
+    after = client.cancel_request(rid)
+    if after in REQUEST_ACTIVE:
+        return (f"SkyPilot request {rid} is still {after} after cancelling it; record and key kept: "
+                f"`gptoss-sky down {name}` again, or `sky api cancel {rid}`")
+    return None
 
 
 def _forget_result(name: str, kind: str, message: str) -> dict[str, Any]:

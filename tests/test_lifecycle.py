@@ -16,7 +16,7 @@ from fakesky import FakeSky, Script
 
 from launcher import lifecycle
 from launcher.cli import cli
-from launcher.errors import SkyError, UnknownDeploymentError
+from launcher.errors import InterruptedLaunch, SkyError, UnknownDeploymentError
 from launcher.node import render
 from launcher.plan import catalog
 from launcher.plan import offers as plan
@@ -151,7 +151,7 @@ class RecordingSky:
         self.fail_launch = fail_launch
         self.live_clusters, self.live_services = {}, {}
 
-    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down):
+    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down, on_request=None):
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)  # what SkyPilot would parse
         self.calls.append(("launch", dict(config=config, name=cluster_name, secrets=dict(secrets), envs=dict(envs),
                                           idle_minutes=idle_minutes, down=down, task=task)))
@@ -173,7 +173,7 @@ class RecordingSky:
         self.calls.append(("down", name))
         self.live_clusters.pop(name, None)
 
-    def serve_up(self, config, name, *, secrets, envs):
+    def serve_up(self, config, name, *, secrets, envs, on_request=None):
         task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
         self.calls.append(("serve_up", dict(config=config, name=name, secrets=dict(secrets), task=task)))
         self.live_services[name] = {"name": name, "status": "READY", "endpoint": f"http://{self.endpoint_value}"}
@@ -195,6 +195,12 @@ class RecordingSky:
 
     def serve_logs(self, name, replica_id, *, follow=True, tail=0):
         yield from ()
+
+    def request_status(self, request_id):  # it hands out no request ids
+        return None
+
+    def cancel_request(self, request_id):
+        return None
 
 
 @pytest.fixture
@@ -279,8 +285,9 @@ def test_failed_launch_keeps_a_record_and_says_how_to_remove_it(openai_ok):
 def test_interrupted_launch_is_reported_too(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok, fail_launch=KeyboardInterrupt())
-    with pytest.raises(SkyError, match="interrupted.*gptoss-sky down gptoss-i1"):
+    with pytest.raises(InterruptedLaunch, match="interrupted.*gptoss-sky down gptoss-i1") as info:
         lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-i1"), progress=lambda m: None)
+    assert info.value.exit_code == 130
 
 
 def test_existing_name_is_refused_and_nothing_is_touched(openai_ok):

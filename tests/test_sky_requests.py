@@ -20,6 +20,15 @@ SERVICE = yaml.safe_load((ROOT / "services" / "20b-any.sky.yaml").read_text())
 KEY = {"VLLM_API_KEY": "requests-test-key"}
 
 
+def h100_service(cat, name):
+    """A service on one H100 (Lambda's catalog has it, so SkyPilot's optimizer accepts the task)."""
+    from launcher import lifecycle
+    from launcher.node import render
+
+    recipes = (render.recipes_mod.build(cat, cat.model("20b"), cat.gpu("H100"), 1),)
+    return lifecycle.deployment_for(name, recipes, service=True)
+
+
 @pytest.fixture
 def lambda_only(sky_server):
     skyserver.set_enabled_clouds(sky_server, ["lambda"])
@@ -30,7 +39,7 @@ def lambda_only(sky_server):
 
 
 def test_a_controller_that_cannot_be_placed_ends_the_wait_and_its_request_is_listed_then_cancelled(lambda_only):
-    client = skyapi.SkyClient()
+    client = skyapi.SkyPilotClient()
     ids: list[str] = []
     with pytest.raises(RequestStalledError) as info:
         client.serve_up(SERVICE, "gptoss-req-stall", secrets=KEY, envs={}, on_request=ids.append)
@@ -42,3 +51,39 @@ def test_a_controller_that_cannot_be_placed_ends_the_wait_and_its_request_is_lis
     assert client.cancel_request(ids[0]) == "CANCELLED"
     assert client.request_status(ids[0]) == "CANCELLED"
     assert client.cancel_request(ids[0]) == "CANCELLED"  # nothing left to cancel: it says how it ended
+
+
+def test_ctrl_c_right_after_serve_cancels_the_real_request_and_keeps_record_and_key(lambda_only):
+    """lifecycle.launch with the real client; Ctrl-C arrives the moment SkyPilot has the serve.up request
+    (the record already names it), which would otherwise retry its controller for ever. The API server
+    must show it cancelled; the record and key stay until `down`, which finds nothing left."""
+    from launcher import lifecycle
+    from launcher.errors import InterruptedLaunch
+    from launcher.plan import catalog
+    from launcher.sky import state
+
+    class CtrlC(skyapi.SkyPilotClient):
+        def serve_up(self, config, service_name, **kw):
+            given = kw.pop("on_request")
+
+            def then_ctrl_c(request_id):
+                given(request_id)
+                raise KeyboardInterrupt
+
+            return super().serve_up(config, service_name, on_request=then_ctrl_c, **kw)
+
+    cat = catalog.load()
+    client = CtrlC()
+    asked: list[str] = []
+    name = "gptoss-svc-req-cc"
+    with pytest.raises(InterruptedLaunch) as info:
+        lifecycle.launch(cat, client, cat.model("20b"), h100_service(cat, name), progress=lambda m: None,
+                         on_interrupt=lambda rid: asked.append(rid) or True)
+    record = state.load(name)
+    assert asked == [record.request_id] and record.state == "interrupted"
+    assert f"cancelled SkyPilot request {record.request_id}" in str(info.value) and info.value.exit_code == 130
+    assert client.request_status(record.request_id) == "CANCELLED"
+    assert state.key_path(name).exists()
+    results = lifecycle.down(client, lifecycle.down_targets(client, [name], False), False, lambda m: None)
+    assert results[0]["removed"], results
+    assert not state.exists(name) and not state.key_path(name).exists()

@@ -15,7 +15,7 @@ from clitools import invoke
 from test_lifecycle import RecordingSky, openai_ok  # noqa: F401  (openai_ok is a fixture)
 
 from launcher import lifecycle
-from launcher.errors import NotFoundError, SkyError, StateError, UserError
+from launcher.errors import InterruptedLaunch, NotFoundError, SkyError, StateError, UserError
 from launcher.node import render
 from launcher.plan import catalog
 from launcher.sky import state
@@ -265,7 +265,7 @@ def test_ctrl_c_at_each_phase_leaves_a_record_that_says_what_may_exist_and_down_
     cat = catalog.load()
     fake = Interrupting(phase, openai_ok)
     monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
-    with pytest.raises(SkyError, match="interrupted") as info:
+    with pytest.raises(InterruptedLaunch, match="interrupted") as info:
         lifecycle.launch(cat, fake, cat.model("20b"), _deploy(cat, "gptoss-cc"), progress=fake.progress)
     assert "gptoss-sky down gptoss-cc" in str(info.value)
     assert ("may still exist" in str(info.value)) == may_exist

@@ -34,6 +34,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     from launcher.plan import engine_control
 
     cache = plan_args.pop("cache", None)
+    on_interrupt = plan_args.pop("on_interrupt", None)
     cache = render.check_cache_uri(cache) if cache is not None else None  # bad input: before pricing
 
     catalog, m, _, _ = resolve(**plan_args, quiet=True)
@@ -83,7 +84,8 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     with LaunchView(json_) as view:
         try:
             outcome = lifecycle.launch(catalog, client, m, deployment, progress=view.progress, smoke=smoke,
-                                       observer=view.observe, envs=user_envs, secrets=user_secrets)
+                                       observer=view.observe, envs=user_envs, secrets=user_secrets,
+                                       on_interrupt=_interrupt_choice(on_interrupt, yes, json_, view))
         except GptossSkyError as exc:
             if json_ and not isinstance(exc, UserError):  # the launch failed: the one JSON document says
                 # what failed, as the error line on stderr does (bad input keeps stdout empty)
@@ -92,6 +94,21 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
                             "phases": getattr(exc, "phases", None) or _recorded_phases(full_name)})
             raise
     return _report_outcome(outcome, smoke, json_)
+
+
+def _interrupt_choice(flag, yes, json_, view):
+    """Ctrl-C with SkyPilot's request still running: True cancels it. --on-interrupt decides; else the
+    question on a terminal, and cancel where nobody can answer (-y, --json, no terminal)."""
+    import sys
+
+    if flag is not None or yes or json_ or not (sys.stdin.isatty() and stderr.is_terminal):
+        return lambda request_id: (flag or "cancel") == "cancel"
+
+    def ask(request_id):
+        view.pause()
+        return click.confirm(f"Cancel SkyPilot request {request_id}? (no: leave it running on the API server)",
+                             default=True, err=True)
+    return ask
 
 
 def _recorded_phases(name):

@@ -35,6 +35,12 @@ class LaunchView:
             self.live.__exit__(*exc)
         return False
 
+    def pause(self):
+        """Stop redrawing (before a question on the terminal)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
     def progress(self, message):
         if self.live is not None:
             self.live.console.print(f"[dim]{escape(message)}[/]")

@@ -68,6 +68,9 @@ def launch_options(func):
         click.option("--dryrun", is_flag=True, help="Plan, render and validate; print the YAML; launch nothing."),
         click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation."),
         click.option("--no-smoke", is_flag=True, help="Skip the smoke test once the model answers."),
+        click.option("--on-interrupt", type=click.Choice(["cancel", "leave"]), default=None,
+                     help="What Ctrl-C does to SkyPilot's launch request: cancel it or leave it running "
+                          "[default: ask on a terminal; cancel with -y, --json or no terminal]."),
         click.option("--env", "envs", multiple=True, metavar="K=V",
                      help="Environment variable for the node and engine "
                           "(repeatable; K alone takes this shell's value)."),

@@ -400,6 +400,7 @@ def _stream_lines(action: str, call: Callable[[io.TextIOBase], Any]) -> Iterator
 
 
 REQUEST_ACTIVE = ("PENDING", "WAITING", "RUNNING")  # sky.server.requests.requests.RequestStatus
+CANCEL_WAIT_S = 10.0  # how long a cancelled request may take to show as CANCELLED
 # SkyPilot's retry loop (`retry_until_up`; the SkyServe controller always retries): the line it logs
 # before sleeping, e.g. "↺ Retry after 30s  View logs: sky logs --provision sky-serve-controller-…".
 _RETRY_LINE = re.compile(r"Retry after \d+s")
@@ -413,17 +414,19 @@ class _Stalled(Exception):
     """Raised from the log stream to end stream_and_get when SkyPilot starts retrying for ever."""
 
 
-class _RequestLog:
+class _RequestLog(io.TextIOBase):
     """The request's log on its way to `output`: remembers the last lines, and stops the wait at
     SkyPilot's first "Retry after" (the request would loop there, every 30 s, for ever)."""
 
-    def __init__(self, output: Any) -> None:
+    def __init__(self, output: io.TextIOBase) -> None:
+        super().__init__()
         self.output = output
         self.partial = ""
         self.recent: collections.deque[str] = collections.deque(maxlen=40)
         self.stalled = False
 
-    def write(self, text: str) -> int:
+    def write(self, s: str) -> int:
+        text = s
         self.output.write(text)
         self.partial += text
         *whole, self.partial = self.partial.split("\n")
@@ -452,7 +455,8 @@ class _RequestLog:
         return (lines or ["SkyPilot logged no reason"])[-1]
 
 
-def _wait_request(action: str, request_id: str, output: Any, on_request: OnRequest | None) -> Any:
+def _wait_request(action: str, request_id: Any, output: io.TextIOBase | None,
+                  on_request: OnRequest | None) -> Any:
     """Hand the request id out, then stream the request's log and return its result (errors mapped).
     SkyPilot's retry loop ends the wait with RequestStalledError (the request keeps running)."""
     import sky
@@ -669,13 +673,21 @@ class SkyPilotClient:
     def cancel_request(self, request_id: str) -> str | None:
         """Cancel one of this user's requests (`sky api cancel ID`) when it is still active; returns its
         state afterwards as `request_status` does (CANCELLED, or how it had already ended; None: unknown)."""
+        import time
+
         import sky
         from sky.client import sdk
 
-        if self.request_status(request_id) in REQUEST_ACTIVE:
-            with _sky_call(f"cancelling SkyPilot request {request_id}"):
-                sky.get(sdk.api_cancel([request_id], silent=True))
-        return self.request_status(request_id)
+        if self.request_status(request_id) not in REQUEST_ACTIVE:
+            return self.request_status(request_id)
+        with _sky_call(f"cancelling SkyPilot request {request_id}"):
+            sky.get(sdk.api_cancel([request_id], silent=True))
+        deadline = time.monotonic() + CANCEL_WAIT_S  # the server ends the request's process, then says so
+        while True:
+            status = self.request_status(request_id)
+            if status not in REQUEST_ACTIVE or time.monotonic() >= deadline:
+                return status
+            time.sleep(0.5)
 
     def kubernetes_unreachable(self, context: str | None) -> str | None:
         """Why the API server cannot reach this Kubernetes context (None = its default one), in

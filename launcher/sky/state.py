@@ -67,6 +67,9 @@ class Record:
     phases: list[dict[str, Any]] = field(default_factory=list)  # the launch's timeline (launcher.phases)
     user_envs: dict[str, str] = field(default_factory=dict)  # --env values (not secret), resent by `scale`
     user_secrets: list[str] = field(default_factory=list)  # --secret NAMES only; `scale` rereads the values
+    # SkyPilot's id of the launch / serve.up request, saved before any waiting: the request runs on the
+    # API server whatever happens to this process, so `status` asks about it and `down` cancels it first.
+    request_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Record:
@@ -110,6 +113,7 @@ _FIELD_CHECKS = {
     "phases": lambda v: isinstance(v, list) and all(isinstance(p, dict) for p in v),
     "user_envs": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
     "user_secrets": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+    "request_id": lambda v: v is None or (isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z0-9-]{1,80}", v))),
 }
 
 

@@ -1,0 +1,95 @@
+"""Ctrl-C during `up`/`serve`: SkyPilot's request is cancelled or left running as the user chose, the
+record (with the request id) and the key stay, `status` shows a request still running as such, and
+`down` cancels it first and removes the record and key only once SkyPilot has nothing left.
+
+FakeSky hands out request ids as the real seam does (checked in test_sky_contract.py and, on a real API
+server, in test_sky_requests.py); `hold_request` makes Ctrl-C arrive while the request still runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from clitools import invoke
+from openai_server import API_KEY
+from test_lifecycle import seeded  # noqa: F401 - a fixture
+
+from launcher.sky import state
+
+
+@pytest.fixture
+def held(seeded, server, monkeypatch):  # noqa: F811
+    from fakesky import FakeSky
+
+    monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
+    sky = FakeSky(server.url.removeprefix("http://")).install(monkeypatch)
+    sky.hold_request = True
+    return sky
+
+
+def files() -> set[str]:
+    return {p.name for p in state.home().glob("*/*") if p.is_file()}
+
+
+@pytest.mark.parametrize("command", [["up", "20b"], ["serve", "20b"]])
+def test_ctrl_c_with_y_cancels_the_request_exits_130_and_keeps_record_and_key(held, command):
+    result = invoke(*command, "-y", "--json")
+    assert result.exit_code == 130, result.stdout + result.stderr
+    (request_id, status), = held.requests.items()
+    assert status == "CANCELLED" and ("cancel", request_id) in held.calls
+    assert "cancelled SkyPilot request " + request_id in result.stderr
+    assert request_id in result.stderr.split("cancelled")[0]  # shown while waiting, before Ctrl-C
+    doc = json.loads(result.stdout)  # --json: still one document on stdout
+    assert doc["ok"] is False and "interrupted" in doc["error"]
+    name = "gptoss-20b" if command[0] == "up" else "gptoss-svc-20b"
+    record = state.load(name)
+    assert record.request_id == request_id and record.state == "interrupted"
+    assert f"{name}.key" in files()
+
+
+def test_leave_keeps_the_request_running_status_says_so_and_down_cancels_it_first(held):
+    result = invoke("up", "20b", "-y", "--on-interrupt", "leave")
+    assert result.exit_code == 130, result.stderr
+    (request_id, status), = held.requests.items()
+    assert status == "RUNNING" and "left running" in result.stderr and f"sky api cancel {request_id}" in result.stderr
+
+    row, = json.loads(invoke("status", "--json", "--no-metrics").stdout)
+    assert row["state"] == "launching (SkyPilot request RUNNING)"
+    assert row["request"] == {"id": request_id, "status": "RUNNING"} and "cancels it" in row["note"]
+
+    down = invoke("down", "20b", "-y", "--json")
+    assert down.exit_code == 0, down.stderr
+    assert held.requests[request_id] == "CANCELLED"
+    cancel_at = held.calls.index(("cancel", request_id))
+    assert held.calls.index(("down", "gptoss-20b")) > cancel_at  # the request first, then what it made
+    assert files() == set()
+
+
+def test_down_keeps_record_and_key_while_the_request_will_not_end(held, monkeypatch):
+    invoke("up", "20b", "-y", "--on-interrupt", "leave")
+    (request_id, _), = held.requests.items()
+    monkeypatch.setattr(held, "cancel_request", lambda rid: "RUNNING")  # SkyPilot cannot end it (yet)
+    down = invoke("down", "20b", "-y")
+    assert down.exit_code == 1
+    assert f"SkyPilot request {request_id} is still RUNNING" in down.stderr and "record and key kept" in down.stderr
+    assert files() == {"gptoss-20b.json", "gptoss-20b.key"}
+    assert not any(c[0] == "down" for c in held.calls)  # nothing torn down under a launch still running
+
+
+def test_a_request_that_already_ended_is_not_cancelled_and_nothing_left_is_said_truly(held, monkeypatch):
+    """Ctrl-C after SkyPilot's request failed and left no cluster: no "may still exist and bill"."""
+    def failed_then_interrupted(on_request):
+        held.hold_request = False
+        request_id = "fake-0001-0000-0000-0000-000000000000"
+        held.requests[request_id] = "FAILED"
+        on_request(request_id)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(held, "_request", failed_then_interrupted)
+    monkeypatch.setattr(held, "add_cluster", lambda *a, **k: None)  # nothing was provisioned
+    result = invoke("up", "20b", "-y")
+    assert result.exit_code == 130
+    assert "had already ended (FAILED)" in result.stderr and "may still exist" not in result.stderr
+    assert "SkyPilot left nothing running" in result.stderr
+    assert not any(c[0] == "cancel" for c in held.calls)
