@@ -504,7 +504,7 @@ def status(client: SkyClient, names: Sequence[str] = ()) -> list[dict[str, Any]]
                          "owner": str(owner) if owner is not None else None,
                          "endpoint": found.get("endpoint"),
                          "note": None if foreign else f"not launched from this client (or its record was "
-                                                      f"forgotten); `gptoss-sky down {name}` tears it down"})
+                                                      f"forgotten); `gptoss-sky down {name} --force` tears it down"})
     return rows
 
 
@@ -577,68 +577,69 @@ def _local(name: str) -> tuple[state.Record | None, bool]:
         return None, state.exists(name)
 
 
-def down_targets(client: SkyClient, names: Sequence[str], everything: bool) -> list[tuple[str, str]]:
-    """Resolve what `down` would remove, before removing anything: [(name, kind)], kind "cluster",
-    "service", or RECORD_ONLY (only local files: nothing was launched, or the live one is someone else's).
+def _live(client: SkyClient, name: str, kinds: Sequence[str]) -> tuple[str, dict] | None:
+    """(kind, record) of the live cluster or service called `name`, the first of `kinds` SkyPilot lists."""
+    for kind in kinds:
+        query = client.clusters if kind == "cluster" else client.services
+        item = next((x for x in query([name]) if x.get("name") == name), None)
+        if item is not None:
+            return kind, item
+    return None
 
-    `--all` covers every local record and the live gptoss-* deployments this user owns; a deployment of
-    another user of a shared API server is never a target, and one of unknown owner without a local
-    record only when named."""
+
+def recorded_targets(client: SkyClient) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """What `down --all` removes: every deployment this client has a record of (a corrupt one too),
+    [(name, kind)] sorted, kind RECORD_ONLY where nothing was launched or the live one is someone else's.
+    Also the live gptoss-* clusters/services with no record here, which it leaves alone: [{name, kind,
+    owner}] (`down NAME --force` takes one down)."""
     me = _current_user(client)
-    item: dict[str, Any] | None  # a live cluster/service record, None where SkyPilot has none
-    if everything:
-        records, corrupt = state.scan()
-        targets: dict[str, str] = {r.name: r.kind if r.sky_called else RECORD_ONLY for r in records}
-        live: dict[str, tuple[str, dict]] = {}
-        for kind, query in (("cluster", client.clusters), ("service", client.services)):
-            for item in query(None):
-                if str(item.get("name", "")).startswith(state.NAME_PREFIX):
-                    live.setdefault(item["name"], (kind, item))
-        for exc in corrupt:
-            kind, item = live.get(exc.name, (RECORD_ONLY, None))
-            targets[exc.name] = RECORD_ONLY if _someone_elses(item, me) else kind
-        for name, (kind, item) in live.items():
-            if name in targets:
-                if _someone_elses(item, me):
-                    targets[name] = RECORD_ONLY  # our record is stale; the live one is theirs
-                continue
-            if me is not None and _owner(item) is not None and not _someone_elses(item, me):
-                targets[name] = kind  # ours for sure, its record lost
-        return sorted(targets.items())
-    out = []
-    for name in names:
-        record, recorded = _local(name)
-        if record is not None and not record.sky_called:
-            out.append((name, RECORD_ONLY))
-            continue
-        if record is not None and me is None:
-            out.append((name, record.kind))
-            continue
-        if not recorded and not name.startswith(state.NAME_PREFIX):
-            raise UnknownDeploymentError(f"{name!r} was not launched by gptoss-sky (names start with "
-                                         f"{state.NAME_PREFIX!r}); nothing was touched")
-        kinds = [record.kind] if record is not None else ["cluster", "service"]
-        found: tuple[str, dict[str, Any]] | None = None
-        for kind in kinds:
-            query = client.clusters if kind == "cluster" else client.services
-            item = next((x for x in query([name]) if x.get("name") == name), None)
-            if item is not None:
-                found = (kind, item)
-                break
-        if found and _someone_elses(found[1], me):
-            if not recorded:
-                raise UserError(f"{name} belongs to {_owner(found[1])} on the shared SkyPilot API "
-                                "server; gptoss-sky will not tear down someone else's deployment")
-            out.append((name, RECORD_ONLY))
-        elif found:
-            out.append((name, found[0]))
-        elif record is not None:
-            out.append((name, record.kind))  # down finds out whether it is gone
-        elif recorded:
-            out.append((name, RECORD_ONLY))  # a corrupt record and nothing live
-        else:
-            raise UnknownDeploymentError(f"no gptoss-sky deployment named {name!r}; nothing was touched")
-    return out
+    records, corrupt = state.scan()
+    live: dict[str, tuple[str, dict | None]] = {}
+    for kind, query in (("cluster", client.clusters), ("service", client.services)):
+        for item in query(None):
+            if str(item.get("name", "")).startswith(state.NAME_PREFIX):
+                live.setdefault(item["name"], (kind, item))
+    targets: dict[str, str] = {}
+    for record in records:
+        _, theirs = live.get(record.name, (record.kind, None))
+        targets[record.name] = RECORD_ONLY if not record.sky_called or _someone_elses(theirs, me) else record.kind
+    for exc in corrupt:
+        kind, theirs = live.get(exc.name, (RECORD_ONLY, None))
+        targets[exc.name] = RECORD_ONLY if _someone_elses(theirs, me) else kind
+    unrecorded: list[dict[str, Any]] = [{"name": name, "kind": kind, "owner": _owner(found)}
+                                        for name, (kind, found) in sorted(live.items()) if name not in targets]
+    return sorted(targets.items()), unrecorded
+
+
+def named_target(client: SkyClient, name: str, force: bool = False) -> tuple[str, str]:
+    """What `down NAME` removes, (name, kind): a deployment this client recorded (RECORD_ONLY when
+    nothing was launched or the live one is now someone else's). A live gptoss-* one with no record here
+    only with `force`, and never another user's; otherwise an error that touches nothing."""
+    record, recorded = _local(name)
+    if record is not None and not record.sky_called:
+        return name, RECORD_ONLY
+    if not recorded and not name.startswith(state.NAME_PREFIX):
+        raise UnknownDeploymentError(f"{name!r} was not launched by gptoss-sky (names start with "
+                                     f"{state.NAME_PREFIX!r}); nothing was touched")
+    me = _current_user(client)
+    found = _live(client, name, [record.kind] if record is not None else ["cluster", "service"])
+    if found is not None and _someone_elses(found[1], me):
+        if not recorded:
+            who = _owner(found[1])
+            if found[1].get("user_hash") and str(found[1]["user_hash"]) != str(who):
+                who = f"{who} (SkyPilot user {found[1]['user_hash']})"
+            raise UserError(f"{name} belongs to {who} on the shared SkyPilot API server; "
+                            "gptoss-sky will not tear down someone else's deployment")
+        return name, RECORD_ONLY  # our record is stale; the live one is theirs
+    if recorded:
+        return name, found[0] if found else (record.kind if record is not None else RECORD_ONLY)
+    if found is None:
+        raise UnknownDeploymentError(f"no gptoss-sky deployment named {name!r}; nothing was touched")
+    if not force:
+        raise UserError(f"{name} is a live SkyPilot {found[0]} with no gptoss-sky record on this machine (launched "
+                        f"elsewhere, or its record was forgotten); nothing was touched: `gptoss-sky down {name} "
+                        "--force` tears it down")
+    return name, found[0]
 
 
 def down(client: SkyClient, targets: Sequence[tuple[str, str]], purge: bool,

@@ -32,7 +32,7 @@ def tripwires(monkeypatch):
                           (skyapi, ["list_gpu_offers", "list_gpu_offers_from_snapshot", "enabled_clouds",
                                     "SkyPilotClient", "optimize"]),
                           (smoke, ["smoke"]), (bench, ["bench", "first_model"]), (evals, ["run_eval"]),
-                          (lifecycle, ["connection_for", "launch", "scale", "status", "down_targets"])):
+                          (lifecycle, ["connection_for", "launch", "scale", "status", "recorded_targets", "named_target"])):
         for name in names:
             monkeypatch.setattr(module, name, tripped, raising=False)
 
@@ -72,6 +72,8 @@ CASES = [
     (["up", "20b", "--name", "Bad_Name", "--dryrun"], ["--name", "lower-case"]),
     (["up", "20b", "-c", "Bad_Name", "--dryrun"], ["--name", "lower-case"]),
     (["up", "20b", "--cache", "ftp://x", "--dryrun"], ["--cache", "s3://BUCKET"]),
+    (["up", "20b", "--on-interrupt", "stop", "--dryrun"], ["--on-interrupt", "cancel", "leave"]),
+    (["serve", "20b", "--on-interrupt", "", "--dryrun"], ["--on-interrupt", "cancel", "leave"]),
     (["serve", "20b", "--cache", "s3://", "--dryrun"], ["--cache", "s3://BUCKET"]),
     (["up", "20b", "--env", "=x", "--dryrun"], ["--env", "variable name"]),
     (["up", "20b", "--env", "1BAD=x", "--dryrun"], ["--env", "variable name"]),

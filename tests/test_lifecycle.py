@@ -278,7 +278,7 @@ def test_failed_launch_keeps_a_record_and_says_how_to_remove_it(openai_ok):
         lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-f1"), progress=lambda m: None)
     assert "gptoss-sky down gptoss-f1" in str(info.value)
     assert state.load("gptoss-f1").state == "failed"
-    targets = lifecycle.down_targets(sky, [], everything=True)
+    targets, _ = lifecycle.recorded_targets(sky)
     assert ("gptoss-f1", "cluster") in targets
 
 
@@ -305,9 +305,9 @@ def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
     lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-keep"), progress=lambda m: None,
                      ready_timeout=10)
     with pytest.raises(UnknownDeploymentError):
-        lifecycle.down_targets(sky, ["gptoss-keep", "gptoss-nope"], everything=False)
+        lifecycle.named_target(sky, "gptoss-nope")
     with pytest.raises(UnknownDeploymentError, match="not launched by gptoss-sky"):
-        lifecycle.down_targets(sky, ["prod-db"], everything=False)
+        lifecycle.named_target(sky, "prod-db")
     assert not any(c[0] == "down" for c in sky.calls) and state.exists("gptoss-keep")
 
 

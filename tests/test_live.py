@@ -55,7 +55,7 @@ class NodeSky(RecordingSky):
                 self.release.wait(60)
         return stream()
 
-    def serve_up(self, config, name, *, secrets, envs):
+    def serve_up(self, config, name, *, secrets, envs, on_request=None):
         endpoint = super().serve_up(config, name, secrets=secrets, envs=envs)
         self.live_services[name]["status"] = "CONTROLLER_INIT"
         return endpoint

@@ -65,7 +65,7 @@ class NodeRunner(RecordingSky):
         self.status: str | None = None
         self.proc: subprocess.Popen | None = None
 
-    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down):
+    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down, on_request=None):
         super().launch(config, cluster_name, secrets=secrets, envs=envs, idle_minutes=idle_minutes, down=down)
         env = {"PATH": f"{self.stubs}:{os.environ['PATH']}", "HOME": str(self.home), "LANG": "C.UTF-8",
                "GPTOSS_NODE_ROOT": str(self.home.parent / "var-tmp-gptoss-sky"),  # the node's own, not this machine's

@@ -84,6 +84,6 @@ def test_ctrl_c_right_after_serve_cancels_the_real_request_and_keeps_record_and_
     assert f"cancelled SkyPilot request {record.request_id}" in str(info.value) and info.value.exit_code == 130
     assert client.request_status(record.request_id) == "CANCELLED"
     assert state.key_path(name).exists()
-    results = lifecycle.down(client, lifecycle.down_targets(client, [name], False), False, lambda m: None)
+    results = lifecycle.down(client, [lifecycle.named_target(client, name)], False, lambda m: None)
     assert results[0]["removed"], results
     assert not state.exists(name) and not state.key_path(name).exists()

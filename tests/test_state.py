@@ -196,11 +196,16 @@ def test_someone_elses_service_is_shown_as_theirs_and_never_torn_down(sky):
     assert "owned by alice" in rows["gptoss-svc-20b"]["state"] and rows["gptoss-svc-20b"]["owner"] == "alice"
     down_all = invoke("down", "--all", "-y", "--json")
     assert down_all.exit_code == 0, down_all.stderr
-    assert json.loads(down_all.stdout)["removed"] == ["gptoss-mine"]  # bob's own, record lost
-    assert ("serve_down", "gptoss-svc-20b") not in sky.calls and "gptoss-svc-20b" in sky.live_services
-    named = invoke("down", "svc-20b", "-y")
+    doc = json.loads(down_all.stdout)
+    assert doc["removed"] == [] and not any(c[0] in ("down", "serve_down") for c in sky.calls)  # no record: not ours
+    assert [u["name"] for u in doc["unrecorded"]] == ["gptoss-mine", "gptoss-svc-20b"]
+    assert "`gptoss-sky down gptoss-mine --force` tears it down" in down_all.stderr
+    named = invoke("down", "svc-20b", "-y", "--force")
     assert named.exit_code == 2 and "belongs to alice" in named.stderr
     assert ("serve_down", "gptoss-svc-20b") not in sky.calls
+    forced = invoke("down", "mine", "-y", "--force")  # bob's own, its record lost: by name, on purpose
+    assert forced.exit_code == 0, forced.stderr
+    assert ("down", "gptoss-mine") in sky.calls and "gptoss-svc-20b" in sky.live_services
 
 
 def test_ownership_follows_skypilots_user_hash_when_both_sides_carry_one(sky):
@@ -209,9 +214,11 @@ def test_ownership_follows_skypilots_user_hash_when_both_sides_carry_one(sky):
                                          "user_hash": "a11ce000", "user_name": "ubuntu"}  # same name, other user
     sky.live_clusters["gptoss-y"] = {"name": "gptoss-y", "status": "UP", "user_hash": "b0b0b0b0",
                                      "user_name": "ubuntu"}
-    result = invoke("down", "--all", "-y", "--json")
+    refused = invoke("down", "svc-x", "-y", "--force")
+    assert refused.exit_code == 2 and "belongs to ubuntu (SkyPilot user a11ce000)" in refused.stderr, refused.stderr
+    result = invoke("down", "y", "-y", "--force")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["removed"] == ["gptoss-y"] and "gptoss-svc-x" in sky.live_services
+    assert ("down", "gptoss-y") in sky.calls and "gptoss-svc-x" in sky.live_services
 
 
 def test_a_stale_record_whose_name_another_user_now_runs_is_cleaned_without_touching_theirs(sky):
@@ -401,3 +408,53 @@ def test_a_missing_or_broken_key_file_is_one_line_for_bench_smoke_scale(sky):
         assert "API key of gptoss-nokey is missing" in result.stderr
     os.mkdir(r.key_path)  # a key path that is a folder
     _one_line_error(invoke("smoke", "nokey"))
+
+
+# --- issue 21 item 6: state only acts on what it owns -----------------------------------------------------
+
+def test_down_touches_only_recorded_deployments_and_names_how_to_force_the_others(sky):
+    record("gptoss-recorded")
+    sky.live_clusters["gptoss-recorded"] = {"name": "gptoss-recorded", "status": "UP"}
+    sky.live_clusters["gptoss-stray"] = {"name": "gptoss-stray", "status": "UP"}  # no record here, owner unknown
+    down_all = invoke("down", "--all", "-y", "--json")
+    assert down_all.exit_code == 0, down_all.stderr
+    doc = json.loads(down_all.stdout)
+    assert doc["removed"] == ["gptoss-recorded"] and doc["unrecorded"] == [
+        {"name": "gptoss-stray", "kind": "cluster", "owner": None}]
+    assert "gptoss-stray" in sky.live_clusters and ("down", "gptoss-stray") not in sky.calls
+    named = invoke("down", "stray", "-y")
+    assert named.exit_code == 2 and "no gptoss-sky record" in named.stderr and "--force" in named.stderr
+    assert "gptoss-stray" in sky.live_clusters
+    assert invoke("down", "--all", "--force", "-y").exit_code == 2
+    forced = invoke("down", "stray", "-y", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert "gptoss-stray" not in sky.live_clusters
+
+
+@pytest.mark.parametrize("damage", ["folder", "bad json", "wrong types"])
+def test_a_broken_record_is_named_by_status_and_cleared_by_down(sky, damage):
+    record("gptoss-fine")
+    path = state.record_path("gptoss-broken")
+    if damage == "folder":
+        path.mkdir()
+    elif damage == "bad json":
+        path.write_text("{not json")
+    else:
+        path.write_text('{"name": 5, "kind": []}')
+    rows = {r["name"]: r for r in json.loads(invoke("status", "--json").stdout)}
+    assert rows["gptoss-broken"]["state"] == "unreadable record"
+    note = rows["gptoss-broken"]["note"]
+    assert str(path) in note and "gptoss-sky down gptoss-broken" in note
+    result = invoke("down", "broken", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert not os.path.lexists(path) and state.exists("gptoss-fine")
+    assert invoke("status", "gptoss-broken").exit_code == 2  # gone: an unknown name now
+
+
+def test_a_record_folder_with_files_in_it_is_named_and_left_in_place(sky):
+    path = state.record_path("gptoss-full")
+    path.mkdir(parents=True)
+    (path / "notes.txt").write_text("not gptoss-sky's")
+    result = invoke("down", "full", "-y")
+    assert result.exit_code == 1 and str(path) in result.stderr and "folder with files" in result.stderr
+    assert (path / "notes.txt").read_text() == "not gptoss-sky's"

@@ -21,20 +21,33 @@ def _progress(json_):
 @click.command("down")
 @click.argument("names", nargs=-1)
 @click.option("--all", "everything", is_flag=True,
-              help="Every deployment this client has a record of, and live gptoss-* ones SkyPilot says this "
-                   "user owns (never another user's on a shared API server).")
+              help="Every deployment this client has a record of (live gptoss-* ones without a record are "
+                   "listed, not touched).")
+@click.option("--force", is_flag=True,
+              help="With NAME: also a live gptoss-* cluster/service this client has no record of (never "
+                   "another user's on a shared API server).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--purge", is_flag=True, help="Remove records even if the cloud reports errors (SkyPilot's --purge too).")
 @json_option
-def down(names, everything, yes, purge, json_):
+def down(names, everything, force, yes, purge, json_):
     """Tear down what gptoss-sky launched: NAME... or --all. Tries every target; exits 1 if one stays."""
     from launcher.sky import skyapi
 
     if bool(names) == everything:
         raise UserError("give NAME... or --all (not both)")
+    if force and everything:
+        raise UserError("--force takes a live deployment down by NAME; --all only takes recorded ones")
     wanted = [state.validate_name(n) for n in names]
     client = skyapi.SkyPilotClient()
-    targets = lifecycle.down_targets(client, wanted, everything)
+    unrecorded: list[dict] = []
+    if everything:
+        targets, unrecorded = lifecycle.recorded_targets(client)
+    else:
+        targets = [lifecycle.named_target(client, name, force) for name in wanted]
+    for item in unrecorded:
+        whose = f"{item['owner']}'s " if item.get("owner") else ""
+        stderr.print(f"left alone: {whose}{item['kind']} {item['name']} has no gptoss-sky record here; "
+                     f"`gptoss-sky down {item['name']} --force` tears it down", markup=False, soft_wrap=True)
     if not targets:
         stderr.print("Nothing to tear down.")
     elif not yes and not click.confirm(f"Tear down {', '.join(n for n, _ in targets)}?", err=True):
@@ -53,7 +66,7 @@ def down(names, everything, yes, purge, json_):
     failed = [r for r in results if not r["removed"]]
     if json_:
         print_json({"removed": [r["name"] for r in results if r["removed"]], "controllers_stopped": stopped,
-                    "results": results})
+                    "results": results, "unrecorded": unrecorded})
     else:
         for r in results:
             if r["removed"]:

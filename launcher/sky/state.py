@@ -275,9 +275,11 @@ def _read(name: str, path: Path) -> Record:
     try:
         raw = path.read_bytes()
     except IsADirectoryError:
-        raise CorruptRecord(name, path, "it is a folder") from None
+        raise CorruptRecord(name, path, "it is a folder, not a file") from None
     except FileNotFoundError:
         raise
+    except PermissionError as exc:
+        raise CorruptRecord(name, path, f"it cannot be read ({exc.strerror or 'permission denied'})") from None
     except OSError as exc:
         raise _fault("read", path, exc) from None
     try:
@@ -356,11 +358,17 @@ def remove(name: str) -> list[str]:
     with locked():
         for path in (key_path(name), record_path(name)):
             try:
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()  # a folder where the file should be: cleared only when empty
+                else:
+                    path.unlink()
                 removed.append(str(path))
-            except (FileNotFoundError, IsADirectoryError):
-                continue  # nothing there, or a folder: not a file gptoss-sky wrote
+            except FileNotFoundError:
+                continue
             except OSError as exc:
+                if exc.errno == errno.ENOTEMPTY:
+                    raise StateError(f"cannot clear {path}: it is a folder with files in it, not a file "
+                                     "gptoss-sky wrote; move it away and run the command again") from None
                 raise _fault("remove", path, exc) from None
     return removed
 
