@@ -112,6 +112,27 @@ def _check_free(client: SkyClient, name: str, service: bool) -> None:
                         "gptoss-sky will not touch it: pick another --name")
 
 
+def check_pinned_infra(client: SkyClient | None, infra: str | None) -> None:
+    """Before any waiting, what `--infra` pins and SkyPilot would only find out slowly: a cloud that
+    cannot open the engine's port (UserError, offline), a Kubernetes context the API server cannot reach
+    (SkyError, SkyPilot's own words, in one bounded request; only with a client)."""
+    from launcher.sky import skyapi
+
+    if not infra:
+        return
+    cloud, region, _ = skyapi.parse_infra(infra)
+    why = skyapi.missing_feature(cloud, "open_ports")
+    if why:
+        raise UserError(f"--infra {infra}: {why} The engine's port must be reachable: pick another --infra")
+    if cloud == "kubernetes" and client is not None:
+        reason = client.kubernetes_unreachable(region)
+        if reason:
+            reason = " ".join(reason.split())
+            raise SkyError(f"--infra {infra}: the SkyPilot API server cannot reach this Kubernetes context: "
+                           f"{reason}. Next: `kubectl get nodes --context {region or '<context>'}` on the API "
+                           "server's host, then `sky check kubernetes`")
+
+
 def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render.Deployment, *,
            progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None,
            observer: watch_mod.Observer | None = None, poll: float | None = None,
@@ -132,6 +153,7 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
     name = deployment.name
     secret = deployment.recipes[0].engine.api_key_env
     _check_free(client, name, deployment.service)
+    check_pinned_infra(client, deployment.infra)
     record = state.Record(name=name, kind="service" if deployment.service else "cluster", model=model.name,
                           served_model=model.served_names[0], key_path=str(state.key_path(name)),
                           created=state.now(), gpus=[r.accelerator for r in deployment.recipes], config=config,

@@ -102,6 +102,8 @@ def test_state_directory_that_cannot_be_written_is_a_problem(monkeypatch, tmp_pa
 
 def test_warnings_alone_exit_0_and_json_is_one_document(monkeypatch):
     monkeypatch.delenv("SKYPILOT_DISABLE_LOCAL_API_SERVER", raising=False)
+    real = doctor.check_host_tools  # this test machine may lack rsync: the host-tools check is tested above
+    monkeypatch.setattr(doctor, "check_host_tools", lambda local, enabled: real(local, enabled, which=str))
     result = invoke("doctor", "--json")
     assert result.exit_code == 0, result.stdout
     levels = {c["level"] for c in json.loads(result.stdout)}
@@ -124,3 +126,20 @@ def test_infra_is_not_asked_when_the_api_server_is_down():
                         api_server=lambda: dict(url="http://x:1", local=False, status="unhealthy",
                                                 client_version="0.14.1"))
     assert not asked and _by_name([c.to_dict() for c in checks])["enabled infra"]["level"] == "warning"
+
+
+@pytest.mark.parametrize("enabled, absent, missing", [
+    (["aws"], {"rsync"}, ["rsync"]),
+    (["kubernetes/ctx", "aws"], {"socat", "nc"}, ["socat", "nc"]),
+    (["aws"], {"socat", "nc"}, []),  # no Kubernetes: socat and netcat are not needed
+])
+def test_tools_skypilot_runs_on_a_local_api_servers_host(enabled, absent, missing):
+    which = lambda tool: None if tool in absent else f"/usr/bin/{tool}"  # noqa: E731
+    found = doctor.check_host_tools(True, enabled, which=which)
+    if missing:
+        assert found.level == doctor.PROBLEM and all(t in found.detail for t in missing) and "apt install" in found.fix
+        assert "rsync" in found.detail if "rsync" in missing else "rsync" not in found.detail
+    else:
+        assert found.level == doctor.OK
+    remote = doctor.check_host_tools(False, enabled, which=which)
+    assert remote.level == doctor.OK and "not checked" in remote.detail

@@ -93,3 +93,24 @@ def test_a_request_that_already_ended_is_not_cancelled_and_nothing_left_is_said_
     assert "had already ended (FAILED)" in result.stderr and "may still exist" not in result.stderr
     assert "SkyPilot left nothing running" in result.stderr
     assert not any(c[0] == "cancel" for c in held.calls)
+
+
+def test_up_on_an_unreachable_kubernetes_context_fails_with_that_cause_before_anything(seeded, monkeypatch):  # noqa: F811
+    from fakesky import FakeSky
+
+    sky = FakeSky(enabled_infra=["kubernetes/ctx"]).install(monkeypatch)
+    sky.unreachable = {"kubernetes/ctx": "Timed out when trying to get node info from Kubernetes cluster."}
+    result = invoke("up", "20b", "-y", "--infra", "kubernetes/ctx", "--gpu", "H100")
+    assert result.exit_code == 1, result.stderr
+    assert "cannot reach this Kubernetes context" in result.stderr and "Timed out" in result.stderr
+    assert "no cloud is enabled" not in result.stderr
+    assert not any(c[0] in ("launch", "serve_up") for c in sky.calls) and files() == set()
+
+
+@pytest.mark.parametrize("command", ["plan", "up"])
+def test_infra_that_cannot_open_the_engines_port_is_refused_and_never_offered(seeded, command):  # noqa: F811
+    result = invoke(command, "20b", "--infra", "slurm", *(["-y"] if command == "up" else []))
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "Opening ports is not supported in Slurm" in result.stderr and result.stdout == ""
+    offers = invoke("plan", "20b", "--clouds", "slurm,lambda", "--json")
+    assert offers.exit_code == 0 and {o["cloud"] for o in json.loads(offers.stdout)} == {"lambda"}

@@ -90,3 +90,5 @@ def test_a_cluster_gone_from_skypilot_is_an_error_line_not_a_traceback(sky):
     sky.gone = True
     result = invoke("logs", "a")
     assert result.exit_code == 1 and "gone from SkyPilot" in result.stderr and "Traceback" not in result.stderr
+    # the advice is what gptoss-sky does: `down` removes the record, `status` never deletes one
+    assert "`gptoss-sky down gptoss-a` removes its record" in result.stderr and "status` cleans" not in result.stderr

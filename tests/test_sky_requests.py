@@ -87,3 +87,20 @@ def test_ctrl_c_right_after_serve_cancels_the_real_request_and_keeps_record_and_
     results = lifecycle.down(client, [lifecycle.named_target(client, name)], False, lambda m: None)
     assert results[0]["removed"], results
     assert not state.exists(name) and not state.key_path(name).exists()
+
+
+# --- fail fast on pinned infra SkyPilot would only find out slowly --------------------------------------
+
+def test_plan_on_an_unreachable_kubernetes_context_says_so_in_seconds(sky_server):
+    """Was: exit 0 with ten offers; `up` then failed after ~90 s with "no cloud is enabled"."""
+    from clitools import invoke
+
+    skyserver.set_enabled_clouds(sky_server, ["kubernetes"])  # its kubeconfig's one context: 127.0.0.1:9
+    try:
+        result = invoke("plan", "20b", "--infra", "kubernetes/gptoss-fake-ctx")
+    finally:
+        skyserver.set_enabled_clouds(sky_server, [])
+    assert result.exit_code == 1, result.stdout + result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "cannot reach this Kubernetes context" in error[0] and "kubectl get nodes" in error[0]
+    assert result.stdout == ""

@@ -38,6 +38,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     cache = render.check_cache_uri(cache) if cache is not None else None  # bad input: before pricing
 
     catalog, m, _, _ = resolve(**plan_args, quiet=True)
+    lifecycle.check_pinned_infra(None, plan_args.get("infra"))  # offline: before pricing, dry runs too
     engine = catalog.engine(plan_args["engine"])
     user_envs = engine_control.parse_envs(envs, engine)
     user_secrets = engine_control.parse_secrets(secrets, engine)

@@ -90,6 +90,19 @@ def print_plan(result, top, console=stderr):
                  "terminal.[/]")
 
 
+def _pinned_infra_answers(infra):
+    """`plan --infra kubernetes[/CTX]`: a context the API server cannot reach is said, not priced. With no
+    API server answering, plan still works on the catalog (the launch checks again)."""
+    from launcher import lifecycle
+    from launcher.errors import ApiServerUnreachableError
+    from launcher.sky import skyapi
+
+    try:
+        lifecycle.check_pinned_infra(skyapi.SkyPilotClient(), infra)
+    except ApiServerUnreachableError:
+        return
+
+
 @click.command("plan")
 @plan_options
 @click.option("--top", type=int, default=15, show_default=True, callback=positive_int, help="Rows to show.")
@@ -99,8 +112,11 @@ def plan(top, all_regions, json_, **plan_args):
     """Price every GPU offer that fits MODEL, best first."""
     _, _, result = priced_plan(**plan_args, all_regions=all_regions)
     model = plan_args["model"]
+    if plan_args.get("infra"):
+        _pinned_infra_answers(plan_args["infra"])
     if not result.offers:  # the same answer, exit 2, with or without --json
-        raise UserError(f"no offer for {model} on {', '.join(result.clouds) or 'any cloud'}; "
+        why = "".join(f" ({n})" for n in result.notes if ": not offered: " in n)
+        raise UserError(f"no offer for {model} on {', '.join(result.clouds) or 'any cloud'}{why}; "
                         "try other --clouds, --gpu, --spot or a shorter --context")
     if json_:
         print_json([o.to_dict() for o in result.offers[:top]])

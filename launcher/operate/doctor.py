@@ -173,6 +173,33 @@ def check_engine_images(engine: Engine, enabled: Sequence[str] | None,
     return Check("engine driver needs", OK, detail)
 
 
+HOST_TOOLS = {"rsync": "every launch (SkyPilot syncs the task to the node)",
+              "socat": "Kubernetes (SkyPilot's port-forward to the pods)",
+              "nc": "Kubernetes (SkyPilot's SSH proxy to the pods; the netcat package)"}
+_PACKAGE = {"rsync": "rsync", "socat": "socat", "nc": "netcat-openbsd"}
+
+
+def check_host_tools(local: bool | None, enabled: Sequence[str] | None,
+                     which: Callable[[str], str | None] | None = None) -> Check:
+    """What SkyPilot runs on the API server's host: rsync for any launch, socat and netcat for
+    Kubernetes. Checkable only when that host is this machine (a local API server)."""
+    import shutil
+
+    which = which or shutil.which
+    if not local:
+        where = "runs elsewhere" if local is False else "could not be asked where it runs"
+        return Check("api server host tools", OK, f"not checked: the API server {where}; its host needs rsync "
+                     "(and socat, netcat for Kubernetes)")
+    kubernetes = any(str(i).split("/")[0] == "kubernetes" for i in enabled or [])
+    needed = ["rsync"] + (["socat", "nc"] if kubernetes else [])
+    missing = [tool for tool in needed if not which(tool)]
+    if missing:
+        why = "; ".join(f"{tool}: needed for {HOST_TOOLS[tool]}" for tool in missing)
+        return Check("api server host tools", PROBLEM, f"missing on this machine (the API server's host): {why}",
+                     f"sudo apt install {' '.join(_PACKAGE[t] for t in missing)} (or your system's packages)")
+    return Check("api server host tools", OK, f"{', '.join(needed)} found")
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
@@ -190,5 +217,10 @@ def run(engine: Engine, enabled_infra: Callable[[], Sequence[str]],
     checks.append(check_catalogs())
     checks.extend(check_state_dir())
     enabled = infra_check.detail.split(", ") if infra_check.level == OK else None
+    try:
+        local: bool | None = bool(api_server().get("local"))
+    except GptossSkyError:
+        local = None
+    checks.append(check_host_tools(local, enabled))
     checks.append(check_engine_images(engine, enabled))
     return checks

@@ -29,13 +29,15 @@ def lines(client: SkyClient, name: str, *, follow: bool = False, replica: int | 
         for line in source:
             yield line.rstrip("\n")
     except NotFoundError as exc:
-        raise SkyError(f"{name} is gone from SkyPilot ({exc}); `gptoss-sky status` cleans up its record") from exc
+        raise SkyError(f"{name} is gone from SkyPilot ({exc}); `gptoss-sky down {name}` removes its record "
+                       "and key (`status` keeps them)") from exc
 
 
 def _replica_id(client: SkyClient, name: str, wanted: int | None) -> int:
     services = client.services([name])
     if not services:
-        raise SkyError(f"service {name} is gone from SkyPilot; `gptoss-sky status` cleans up its record")
+        raise SkyError(f"service {name} is gone from SkyPilot; `gptoss-sky down {name}` removes its record and "
+                       "key (`status` keeps them)")
     replicas = services[0].get("replicas") or []
     ids = [r.get("id") for r in replicas]
     if wanted is not None:

@@ -316,6 +316,13 @@ def build(catalog: Catalog, model: Model, *, gpu_specs: Sequence[tuple[Gpu, int 
     region = pin[1] if pin else None
     names = sorted({n for g in catalog.gpus.values() for n in g.catalog_names})  # one cache for every plan
     rows, unpriced, price_notes = _rows(names, cloud_list)
+    # The engine's port must be opened (SkyPilot `ports:`): infra that cannot open one is never offered.
+    clouds_seen = {*unpriced, *(r["cloud"] for r in rows)}
+    portless = {c: why for c in clouds_seen if (why := skyapi.missing_feature(c, "open_ports"))}
+    for cloud, why in sorted(portless.items()):
+        price_notes.append(f"{cloud}: not offered: {why} (the engine's port must be reachable)")
+    rows = [r for r in rows if r["cloud"] not in portless]
+    unpriced = [c for c in unpriced if c not in portless]
     offers: list[Offer] = []
     for recipe in recipes:
         estimate = throughput.estimate(catalog, model.name, recipe.gpu.name, recipe.count)
