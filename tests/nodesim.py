@@ -114,6 +114,11 @@ if name == "uv":
             target.chmod(0o755)
     elif args[:2] == ["pip", "install"]:
         (state / "installed").write_text(" ".join(args))
+        # as the real uv leaves them: package files stamped with the install's time
+        site = Path(args[args.index("--python") + 1]).parent.parent / "lib" / "python3.12" / "site-packages"
+        for rel in ("flashinfer/data/csrc/sampling.cu", "flashinfer/sampling.py"):
+            (site / rel).parent.mkdir(parents=True, exist_ok=True)
+            (site / rel).write_text(rel)
 elif name == "hf":
     save()
     assert args[0] == "download", args

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,8 +149,8 @@ def test_the_key_reaches_the_engine_by_env_or_0600_file_and_never_argv_or_log(tm
         assert not any(KEY in a for a in call.argv), (call.name, call.argv)
     engine = node.engine_calls()[0]
     assert engine.env[secret] == KEY and engine.env["GPTOSS_KEY_ENV"] == secret
-    assert str(node.node_root / "guard") in engine.env["PYTHONPATH"].split(":")  # the fixed path to ~/gptoss-sky
-    assert (node.node_root / "guard").resolve() == (node.home / "gptoss-sky" / "guard").resolve()
+    assert str(node.node_root / "guard") in engine.env["PYTHONPATH"].split(":")  # the fixed path (~/gptoss-sky links to it)
+    assert (node.home / "gptoss-sky").readlink() == node.node_root
     header = node.home / "gptoss-sky" / "auth-header"
     assert oct(header.stat().st_mode & 0o777) == "0o600"
     assert header.read_text() == f"Authorization: Bearer {KEY}\n"
@@ -275,14 +276,15 @@ def test_the_model_resolves_offline_the_way_the_run_block_asks_for_it(tmp_path, 
     argv = engine.argv
     repo, revision = argv[1], argv[argv.index("--revision") + 1]
     assert engine.env["HF_HUB_OFFLINE"] == "1" and ("--load-format" in argv) == dummy
-    folder = node.home / ".cache" / "huggingface" / "hub" / "models--openai--gpt-oss-20b"
-    assert not (folder / "refs").exists()  # as `hf download --revision <commit>` leaves it
+    folder = node.node_root / "hf-hub" / "models--openai--gpt-oss-20b"
+    assert (folder / "snapshots" / revision).is_dir() and not (folder / "refs").exists()  # as `hf download --revision <commit>` leaves it
     env = {k: v for k, v in engine.env.items() if not k.startswith("NODESIM_")}
     env["PATH"] = os.environ["PATH"]  # this interpreter, with huggingface_hub, in place of the engine's
-    # the engine reaches the cache through the node's fixed path (its path is part of vLLM's compile key)
-    through = node.node_root / "hf-hub" / folder.name / "snapshots" / revision
+    # the cache is in the node's fixed path itself, not behind a link (its path is part of vLLM's compile key,
+    # and huggingface_hub resolves links in it)
+    through = folder / "snapshots" / revision
     assert engine.env["HF_HUB_CACHE"] == str(node.node_root / "hf-hub")
-    assert through.resolve() == (folder / "snapshots" / revision).resolve()
+    assert os.path.realpath(through) == str(through)
     for rev, expected in ((revision, str(through)), ("", "not found:")):
         out = subprocess.run([sys.executable, "-c", RESOLVE, repo, rev], env=env, capture_output=True,
                              text=True, timeout=60)
@@ -322,7 +324,7 @@ def test_a_second_start_with_the_cache_downloads_and_compiles_nothing(tmp_path):
     assert (weights / ".done").exists() and (weights / "model-00000-of-00002.safetensors").is_file()
     assert not node2.calls("hf") and "weights from the cache" in setup2
     assert engine2.compiled == [] and f"compiled kernels from the cache ({key})" in run2
-    snapshot = node2.home / ".cache/huggingface/hub/models--openai--gpt-oss-20b/snapshots" / recipe.model.revision
+    snapshot = node2.node_root / "hf-hub/models--openai--gpt-oss-20b/snapshots" / recipe.model.revision
     assert (snapshot / "config.json").is_file() and not (snapshot / ".done").exists()
 
 
@@ -473,10 +475,11 @@ ENGINE_PATHS = ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"
 
 def test_nodes_with_different_homes_show_the_engine_the_same_paths(tmp_path):
     """vLLM keys its torch.compile cache by the model's path and its source files' paths, and FlashInfer
-    rebuilds its kernels when their folder moves: a replica whose HOME differs (another cloud's image) missed
+    rebuilds its kernels when their paths change: a replica whose HOME differs (another cloud's image) missed
     both on the GPU (benchmarks/gpu/STARTUP.md). Two nodes, HOMEs of different names and lengths, one fixed
-    node path (each machine has its own /var/tmp): the engine gets the same argv and the same cache, model
-    and venv paths, none under either HOME."""
+    node path (each machine has its own /var/tmp, emptied between them): the engine gets the same argv and the
+    same cache, model and venv paths, none under either HOME, also once links are resolved (huggingface_hub
+    resolves the Hub cache's path, FlashInfer its sources' and build folders')."""
     from launcher import lifecycle
 
     cat = catalog.load()
@@ -489,6 +492,7 @@ def test_nodes_with_different_homes_show_the_engine_the_same_paths(tmp_path):
     for n, name in ((1, "ubuntu"), (2, "gcpuser-longer")):
         node = Node(tmp_path / f"node{n}" / name, secrets={"VLLM_API_KEY": KEY},
                     envs={**config["envs"], "GPTOSS_CACHE_DIR": str(tmp_path / "bucket")})
+        shutil.rmtree(fixed, ignore_errors=True)  # a machine of its own: only the bucket is shared
         extra = {"GPTOSS_NODE_ROOT": str(fixed), "NODESIM_ENGINE": "serve-for:0.3"}
         assert node.bash(config["setup"], extra=extra).returncode == 0
         run = node.bash(config["run"], extra=extra)
@@ -501,7 +505,48 @@ def test_nodes_with_different_homes_show_the_engine_the_same_paths(tmp_path):
     for var in ENGINE_PATHS:
         assert first.env[var] == second.env[var], var
         assert str(fixed) in first.env[var] and not any(h in first.env[var] for h in homes), (var, first.env[var])
+        for path in first.env[var].split(":"):
+            if path.startswith(str(fixed)):
+                real = Path(os.path.realpath(path))
+                assert real == Path(path) and fixed in real.parents, (var, path, real)
     assert second.compiled == []  # and the second node found the first one's kernels at those paths
+
+
+def test_a_fresh_node_keeps_the_flashinfer_build_another_node_logged(tmp_path):
+    """FlashInfer JIT-builds its kernels with ninja at every start, and ninja rebuilds what its log says was
+    built before its sources' mtime. Two nodes set up one after the other at the node's fixed path (the uv
+    stub stamps the venv's files with the install's time, as uv does): what real ninja built and logged on the
+    first, copied to the second as the cache restores it (plain cp, new mtimes), is up to date on the second."""
+    from launcher import lifecycle
+
+    ninja = shutil.which("ninja")
+    assert ninja, "this test needs ninja, FlashInfer's builder, on PATH"
+    cat = catalog.load()
+    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
+    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=False))
+    fixed = tmp_path / "var-tmp" / "gptoss-sky"
+    fixed.parent.mkdir()
+    saved = tmp_path / "bucket" / "sampling"
+    for n in (1, 2):
+        shutil.rmtree(fixed, ignore_errors=True)  # a machine of its own
+        node = Node(tmp_path / f"node{n}", secrets={"VLLM_API_KEY": KEY}, envs=config["envs"])
+        setup = node.bash(config["setup"], extra={"GPTOSS_NODE_ROOT": str(fixed)})
+        assert setup.returncode == 0, setup.stdout
+        (source,) = fixed.glob("vllm-venv/lib/python*/site-packages/flashinfer/data/csrc/sampling.cu")
+        build = fixed / "flashinfer-build" / "sampling"
+        if n == 1:
+            build.mkdir(parents=True)
+            (build / "build.ninja").write_text(f"rule cc\n  command = cp $in $out\nbuild {build}/sampling.o: cc {source}\n")
+            subprocess.run([ninja, "-C", str(build)], check=True, capture_output=True, timeout=60)
+            saved.parent.mkdir()
+            subprocess.run(["cp", "-r", str(build), str(saved)], check=True)
+        else:
+            build.parent.mkdir(parents=True)
+            subprocess.run(["cp", "-r", str(saved), str(build)], check=True)
+            out = subprocess.run([ninja, "-C", str(build), "-d", "explain"], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0 and "no work to do" in out.stdout, out.stdout + out.stderr
+    (py,) = fixed.glob("vllm-venv/lib/python*/site-packages/flashinfer/sampling.py")
+    assert py.stat().st_mtime > source.stat().st_mtime  # Python sources keep theirs (their .pyc hold it)
 
 
 def test_a_node_path_held_by_another_user_falls_back_to_home(tmp_path):
