@@ -10,6 +10,10 @@
 #                                  `uv pip install --compile-bytecode` would, start one driver per GPU
 #                                  (lane0.queue, lane1.queue, meeting at a barrier before each step), poll
 #   node_device.sh polllanes SECONDS
+#   node_device.sh one SECONDS     (one GPU, in place of stage3) as lanes, one driver on queue.txt, the page cache
+#                                  dropped before every new-node step; then poll
+#   poll and one copy .gpu-stage/queue.txt over the driver's queue first: the driver re-reads it before each
+#   step, so a later call can reorder or cut the steps not yet started
 set -u
 STAGE=/root/stage SITE=/root/site RES=/root/results DRV=/root/drv
 
@@ -33,7 +37,12 @@ pack() {
   ls -la "$OUT"
 }
 
+compile_site() {  # as `uv pip install --compile-bytecode` leaves a node's venv
+  local t=$SECONDS; python3 -m compileall -q -j 0 "$SITE" > /root/compileall.log 2>&1; echo "compileall $((SECONDS - t)) s rc=$?"
+}
+
 poll() {
+  [ -f .gpu-stage/queue.txt ] && [ -d "$RES" ] && cp .gpu-stage/queue.txt /root/queue.txt
   local end=$((SECONDS + $1))
   while [ "$SECONDS" -lt "$end" ] && ! grep -q "ALL DONE" "$RES/driver.log" 2>/dev/null; do sleep 3; done
   pack
@@ -74,9 +83,18 @@ stage3)
   poll "${2:-420}" ;;
 poll)
   poll "$2" ;;
+one)
+  last_chunk || exit 1
+  compile_site
+  cp .gpu-stage/queue.txt /root/queue.txt && mkdir -p "$RES"
+  nvidia-smi -L
+  cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
+      --stage "$STAGE" --site "$SITE" --out "$RES" --queue /root/queue.txt --drop-page-cache \
+      --prompts "${PROMPTS:-256}" > "$RES/driver.log" 2>&1 < /dev/null &
+  poll "${2:-420}" ;;
 lanes)
   last_chunk || exit 1
-  t=$SECONDS; python3 -m compileall -q -j 0 /root/site > /root/compileall.log 2>&1; echo "compileall $((SECONDS - t)) s rc=$?"
+  compile_site
   nvidia-smi -L
   for l in 0 1; do
     mkdir -p "$RES/lane$l"

@@ -21,10 +21,11 @@ seed; stop; restart with the cache kept (cold vs warm). Stdlib only (plus what t
     node_proof.py local-check ...   (same, against stubs; see test_node_proof.sh)
 
 Queue lines: `STEP MODEL CACHE TASKS [EXTRA FLAGS...] [ENV:K=V...]`, CACHE cold|warm|warmall|node-cold|
-node-warm|seeded, TASKS joined by `+` from probes, smoke, bench, bench2, vbench, none. The queue file is re-read
+node-warm|seeded|bare, TASKS joined by `+` from probes, smoke, bench, bench2, vbench, none. The queue file is re-read
 before each step, so it can be edited while the driver runs. `warm` keeps only vLLM's cache root (and caches the
 run block configures itself) and moves the machine's other compile caches aside; `warmall` keeps every cache on
-the machine. node-cold/node-warm/seeded: a new node with the lane's --cache bucket (see run_step; --lane).
+the machine. node-cold/node-warm/seeded: a new node with the lane's --cache bucket (see run_step; --lane); bare: a new node,
+plain `vllm serve` in place of the run block.
 """
 
 from __future__ import annotations
@@ -199,8 +200,9 @@ def write_exe(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def make_fake_venv(home: Path, site: Path, python: str) -> Path:
-    venv = home / "gptoss-sky" / "vllm-venv"
+def make_fake_venv(venv: Path, site: Path, python: str) -> Path:
+    """What `uv venv` + `uv pip install vllm` leave, for the staged vLLM (made by the uv stub, wherever the
+    setup block asks for the venv)."""
     pp = f'PYTHONPATH="{site}${{PYTHONPATH:+:$PYTHONPATH}}"'
     write_exe(venv / "bin" / "activate",
               "# Fake venv (node_proof.py): the staged vLLM 0.26.0 on the machine's python3.\n"
@@ -295,11 +297,26 @@ printf '%s\\n' "{\\"t\\": $(date +%s), \\"argv\\": \\"$(basename "$0") $*\\"}" >
 '''
 
 
+UV_STUB = r'''#!PYTHON
+"""Stub uv (node_proof.py): records argv; `uv venv ... DIR` makes the fake venv over the staged vLLM at DIR."""
+import json, os, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["NODE_PROOF_STUB_LOG"], "a") as f:
+    f.write(json.dumps({"t": time.time(), "argv": ["uv"] + args}) + "\n")
+if args[:1] == ["venv"]:
+    sys.path.insert(0, os.environ["NODE_PROOF_DRIVER_DIR"])
+    from node_proof import make_fake_venv
+    make_fake_venv(Path(args[-1]), Path(os.environ["NODE_PROOF_SITE"]), sys.executable)
+'''
+
+
 def make_setup_stubs(stub_dir: Path, python: str) -> None:
     write_exe(stub_dir / "hf", HF_STUB.replace("PYTHON", python, 1))
     write_exe(stub_dir / "huggingface-cli", HF_STUB.replace("PYTHON", python, 1))
     write_exe(stub_dir / "curl", CURL_STUB)
-    for name in ("uv", "pip", "pip3"):
+    write_exe(stub_dir / "uv", UV_STUB.replace("PYTHON", python, 1))
+    for name in ("pip", "pip3"):
         write_exe(stub_dir / name, NOOP_STUB)
 
 
@@ -941,6 +958,69 @@ def barrier(d: Path, step: str, lane: int, lanes: int, drop: bool, local: bool) 
     return info
 
 
+NODE_MODES = ("node-cold", "node-warm", "seeded", "bare")
+REVISION = re.compile(r"--revision (\S+)")
+
+
+def bare_run_block(yaml_text: str, model: str) -> str:
+    """`vllm serve MODEL` with vLLM's defaults on the node setup prepared (only --revision, which the offline
+    Hub cache needs, and the dummy weights): the baseline our flags are compared with."""
+    m = REVISION.search(yaml_block(yaml_text, "run"))
+    rev = f" --revision {m.group(1)}" if m else ""
+    return ("set -uo pipefail\n"
+            'source "$HOME/gptoss-sky/vllm-venv/bin/activate"\n'
+            'export TIKTOKEN_ENCODINGS_BASE="$HOME/gptoss-sky/tiktoken" HF_HUB_OFFLINE=1\n'
+            'echo "gptoss-sky phase engine_start $(date +%s)"\n'
+            f"vllm serve openai/gpt-oss-{model}{rev} --load-format dummy --port 8000\n")
+
+
+# Compile caches a fresh node would not have that live outside HOME (or under the real user's home, for
+# tools that read it from the password database instead of $HOME).
+OUTSIDE_HOME = ("/tmp/torchinductor_*", "/root/.triton", "/root/.cache/vllm", "/root/.cache/flashinfer",
+                "/root/.cache/torch_extensions", "/root/.nv")
+
+
+def clear_outside_home(local: bool) -> dict:
+    """Remove them before a node step (sizes kept in the record: anything found there leaked between steps)."""
+    if local:
+        return {}
+    found: dict = {}
+    for pattern in OUTSIDE_HOME:
+        for path in Path("/").glob(pattern.lstrip("/")):
+            found[str(path)] = du(path)
+            shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def node_root(ctx: dict) -> Path:
+    """The node's fixed path as the run block sees it (GPTOSS_NODE_ROOT overrides it, as in the tests)."""
+    return Path(ctx["base_env"].get("GPTOSS_NODE_ROOT") or "/var/tmp/gptoss-sky")
+
+
+def keep_ninja_logs(home: Path, fixed: Path, rundir: Path) -> dict:
+    """FlashInfer's JIT builds run ninja on every start; its .ninja_log says what was compiled and how long
+    each object took (start and end ms), so a rebuild shows even though no log line names it."""
+    out: dict = {}
+    roots = [home, fixed]
+    seen: set = set()
+    for root in roots:
+        for log_path in sorted(Path(root).rglob(".ninja_log")) if Path(root).exists() else []:
+            real = log_path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            rel = str(log_path.relative_to(root)).replace("/", "__")
+            try:
+                text = real.read_text()
+            except OSError:
+                continue
+            (rundir / f"ninja_log.{rel}.txt").write_text(text)
+            lines = [ln.split("\t") for ln in text.splitlines() if ln and not ln.startswith("#")]
+            out[str(real)] = {"entries": len(lines),
+                              "build_ms": [int(x[1]) - int(x[0]) for x in lines if len(x) >= 4]}
+    return out
+
+
 def served_name(run_script: str, model: str) -> str:
     m = re.search(r"--served-model-name (\S+)", run_script)
     return m.group(1) if m else f"openai/gpt-oss-{model}"
@@ -963,6 +1043,13 @@ def run_step(spec: list[str], ctx: dict) -> dict:
                  "lane": ctx["lane"], "port": PORT, "barrier": ctx.get("barrier_info"),
                  "started": time.strftime("%FT%TZ", time.gmtime())}
     node_env: dict = {}
+    if mode in NODE_MODES:
+        rec["outside_home"] = clear_outside_home(ctx["local"])
+        # a new machine: nothing at the node's fixed path either (setup makes it and links ~/gptoss-sky to it)
+        fixed = node_root(ctx)
+        if fixed.is_symlink():
+            fixed.unlink()
+        shutil.rmtree(fixed, ignore_errors=True)
     if mode in ("node-cold", "node-warm", "seeded"):
         # A new node per step (an emptied HOME: nothing compiled, nothing downloaded) at the SAME path every
         # step, as replicas of one service on one image share their HOME path: vLLM's torch.compile cache key
@@ -980,6 +1067,11 @@ def run_step(spec: list[str], ctx: dict) -> dict:
         rec["cache_key"] = cache_key_of(yaml_text)
         rec["bucket_before"] = bucket_listing(bucket)
         node_env = {"GPTOSS_CACHE_DIR": str(bucket)}
+    elif mode == "bare":
+        # Bare `vllm serve` on a new node at the same HOME path: setup from the task (venv, Hub cache,
+        # tiktoken), then the engine with vLLM's defaults in place of the run block.
+        home = ctx["lane_root"] / "node"
+        shutil.rmtree(home, ignore_errors=True)
     else:
         rec["cache_prep"] = prepare_caches(mode, home, ctx["last_env"].get(model, {}), ctx["aside"] / model,
                                            ctx["local"])
@@ -987,12 +1079,12 @@ def run_step(spec: list[str], ctx: dict) -> dict:
     fresh = not (home / "gptoss-sky" / "vllm-venv" / "bin" / "activate").exists()
     if fresh:
         home.mkdir(parents=True, exist_ok=True)
-        make_fake_venv(home, ctx["site"], ctx["python"])
         stub_dir = rundir / "stubs"
         make_setup_stubs(stub_dir, ctx["python"])
         rec["file_mounts"] = apply_file_mounts(yaml_text, home, ctx["cwd"])
         env = skypilot_env(ctx["base_env"], yaml_text, home, key, str(stub_dir))
         env.update({"NODE_PROOF_STAGE": str(ctx["stage"]), "NODE_PROOF_STUB_LOG": str(rundir / "stubs.jsonl"),
+                    "NODE_PROOF_SITE": str(ctx["site"]), "NODE_PROOF_DRIVER_DIR": str(Path(__file__).resolve().parent),
                     "NODE_PROOF_COMMIT": ctx["commits"][model.split("-")[0]], **node_env})
         setup = Block(yaml_block(yaml_text, "setup"), rundir / "setup.sh", rundir / "setup.log", env, ctx["cwd"])
         src = setup.wait(600)
@@ -1001,11 +1093,14 @@ def run_step(spec: list[str], ctx: dict) -> dict:
                         "stub_calls": [json.loads(x) for x in (rundir / "stubs.jsonl").read_text().splitlines()]
                         if (rundir / "stubs.jsonl").exists() else []}
         setup.stop()
-        hub = home / ".cache" / "huggingface" / "hub" / f"models--openai--gpt-oss-{model}"
+        hub = next((h / f"models--openai--gpt-oss-{model}" for h in (node_root(ctx) / "hf-hub",
+                    home / "gptoss-sky" / "hf-hub", home / ".cache" / "huggingface" / "hub")
+                    if (h / f"models--openai--gpt-oss-{model}").exists()), home)
         rec["hf_cache"] = sh(f"cd {hub} 2>/dev/null && find . -printf '%p %l\\n' | sort")
         entries = rec["hf_cache"].count("\n") + 1
         log(f"{name}: setup rc={src} in {rec['setup']['wall_s']}s; hf cache: {entries} entries")
-    run_script = with_port(add_flags(yaml_block(yaml_text, "run"), flags), PORT)
+    run_script = with_port(add_flags(bare_run_block(yaml_text, model) if mode == "bare"
+                                     else yaml_block(yaml_text, "run"), flags), PORT)
     env = skypilot_env(ctx["base_env"], yaml_text, home, key)
     env.update(node_env)
     env.update(step_env)
@@ -1110,6 +1205,7 @@ def run_step(spec: list[str], ctx: dict) -> dict:
                                     cache_dirs(home, rec.get("engine_env", {}), ctx["local"]).items()}
         if node_env:
             rec["bucket_after"] = bucket_listing(Path(node_env["GPTOSS_CACHE_DIR"]))
+        rec["ninja_logs"] = keep_ninja_logs(home, node_root(ctx), rundir)
         rec["finished"] = time.strftime("%FT%TZ", time.gmtime())
         (rundir / "record.json").write_text(json.dumps(rec, indent=1))
     return rec
@@ -1170,6 +1266,8 @@ def main() -> None:
                     help="run on GPU N (CUDA_VISIBLE_DEVICES), port 8000+N, homes and bucket under /root/laneN")
     ap.add_argument("--lanes", type=int, default=1, help="how many lanes run side by side (for --barrier)")
     ap.add_argument("--barrier", type=Path, default=None, help="a folder the lanes meet in before each step")
+    ap.add_argument("--drop-page-cache", action="store_true",
+                    help="one lane: drop the page cache before every new-node step (as a fresh node reads from disk)")
     ap.add_argument("--seed-yaml", default="20b", help="`seeded` steps copy this task's saved cache")
     args = ap.parse_args()
     global PORT, BASE, GPU_INDEX
@@ -1210,6 +1308,8 @@ def main() -> None:
         if args.barrier:
             ctx["barrier_info"] = barrier(args.barrier, spec[0], lane, args.lanes,
                                           spec[2] in ("node-cold", "node-warm"), args.local)
+        elif args.drop_page_cache and spec[2] in NODE_MODES and not args.local:
+            ctx["barrier_info"] = {"page_cache": drop_page_cache()}
         log(f"== step {' '.join(spec)}")
         try:
             rec = run_step(spec, ctx)

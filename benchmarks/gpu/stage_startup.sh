@@ -7,7 +7,7 @@ repo=$1 py=$2
 here=$(cd "$(dirname "$0")" && pwd)
 st="$repo/.gpu-stage"
 rm -rf "$st" && mkdir -p "$st"
-cp "$here/node_proof.py" "$here/node_device.sh" "$here/startup/lane0.queue" "$here/startup/lane1.queue" "$st/"
+cp "$here/node_proof.py" "$here/node_device.sh" "$here/startup/queue.txt" "$here/startup/lane0.queue" "$here/startup/lane1.queue" "$st/"
 cp /work/shared/gpu/gpt-oss-shapes.tar.xz "$st/"
 grep -v '^#' "$here/startup/variants.txt" | while read -r name model rest; do
   [ -n "$name" ] || continue
