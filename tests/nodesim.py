@@ -118,7 +118,7 @@ if name == "uv":
         site = Path(args[args.index("--python") + 1]).parent.parent / "lib" / "python3.12" / "site-packages"
         for rel in ("flashinfer/data/csrc/sampling.cu", "flashinfer/sampling.py"):
             (site / rel).parent.mkdir(parents=True, exist_ok=True)
-            (site / rel).write_text(rel)
+            (site / rel).write_text(f"/* {{rel}} */\n" if rel.endswith(".cu") else f"# {{rel}}\n")
 elif name == "hf":
     save()
     assert args[0] == "download", args
