@@ -969,7 +969,9 @@ def bare_run_block(yaml_text: str, model: str) -> str:
     rev = f" --revision {m.group(1)}" if m else ""
     return ("set -uo pipefail\n"
             'source "$HOME/gptoss-sky/vllm-venv/bin/activate"\n'
-            'export TIKTOKEN_ENCODINGS_BASE="$HOME/gptoss-sky/tiktoken" HF_HUB_OFFLINE=1\n'
+            # the Hub cache setup filled (the node's fixed path, as the run block sees it)
+            'export TIKTOKEN_ENCODINGS_BASE="$HOME/gptoss-sky/tiktoken" HF_HUB_OFFLINE=1'
+            ' HF_HUB_CACHE="$HOME/gptoss-sky/hf-hub"\n'
             'echo "gptoss-sky phase engine_start $(date +%s)"\n'
             f"vllm serve openai/gpt-oss-{model}{rev} --load-format dummy --port 8000\n")
 

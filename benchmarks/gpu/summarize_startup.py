@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Print STARTUP.md's tables from a two-lane start-up run's records (node_device.sh lanes).
+"""Print STARTUP.md's tables from a start-up run's records: two lanes (node_device.sh lanes) or one
+(node_device.sh one), from the folder or the run's archive as kept under records/.
 
     python3 benchmarks/gpu/summarize_startup.py benchmarks/gpu/records/startup-2026-11-30
+    python3 benchmarks/gpu/summarize_startup.py benchmarks/gpu/records/startup-2026-12-03/results.tar.xz
 
 Every number comes from the records: /health times from the driver (first 200 on 127.0.0.1), phase splits
 from the node's own `gptoss-sky phase` markers, torch.compile and CUDA-graph capture from vLLM's log lines,
@@ -13,6 +15,8 @@ import itertools
 import json
 import re
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 GRAPHS = re.compile(r"Profiling CUDA graph memory: (.*)$")
@@ -66,8 +70,59 @@ def engine(rec: dict, key: str) -> str:
     return "?" if v is None else f"{(v[0] if isinstance(v, list) else v):.0f}"
 
 
+def flashinfer_jit_s(recs: list[dict]) -> dict[str, str]:
+    """Per step, the wall time of FlashInfer's JIT builds, from ninja's own log: the entries this start added
+    (the log travels with the --cache folder, so a warm start's log holds the cold one's too); objects compile
+    in parallel, so the longest. '-' where ninja built nothing."""
+    out, seen = {}, {}
+    for rec in recs:
+        longest = None
+        for path, log in (rec.get("ninja_logs") or {}).items():
+            ms = log.get("build_ms", [])
+            new = ms[seen.get(path, 0) if rec["cache"] == "node-warm" else 0:]
+            seen[path] = len(ms)
+            longest = max([longest or 0] + new)
+        out[rec["step"]] = "?" if longest is None else (f"{longest / 1000:.0f}" if longest else "-")
+    return out
+
+
+def one_lane(root: Path) -> None:
+    recs = []
+    for rec_path in sorted(root.glob("r*/record.json")):
+        rec = json.loads(rec_path.read_text())
+        if "phases" in rec and rec["phases"].get("ready_s") is not None:
+            recs.append(rec)
+    jit = flashinfer_jit_s(recs)
+    points = ["start", "load", "compile", "warmup", "graphs", "ready"]
+    spans = list(zip(points, points[1:]))
+    print("| step | start | /health s | " + " | ".join(f"{a}->{b}" for a, b in spans) +
+          " | torch.compile s | FlashInfer JIT s (ninja log) | CUDA-graph capture s | load 1 tok/s | load 2 tok/s |")
+    print("|---|---|---|" + "---|" * len(spans) + "---|---|---|---|---|")
+    for rec in recs:
+        first = rec.get("bench", {}).get("level", {}).get("output_tokens_per_s")
+        second = rec.get("bench2", {}).get("level", {}).get("output_tokens_per_s")
+        label = rec["cache"] + (" " + " ".join(f"{k}={v}" for k, v in rec.get("extra_env", {}).items())
+                                if rec.get("extra_env") else "")
+        print(f"| {rec['step']} | {label} | **{rec['phases']['ready_s']:.0f}** | "
+              + " | ".join(span(rec, a, b) for a, b in spans) + " | "
+              f"{engine(rec, 'torch_compile_total_s')} | {jit[rec['step']]} | {engine(rec, 'graph_capture_s')} | "
+              f"{'-' if first is None else f'{first:,.0f}'} | {'-' if second is None else f'{second:,.0f}'} |")
+    cold = next((r for r in recs if r["cache"] == "node-cold" and not r.get("extra_env")), None)
+    if cold:
+        print("\n" + ", ".join(f"{r['step']}/{cold['step']} {r['phases']['ready_s'] / cold['phases']['ready_s']:.2f}"
+                               for r in recs if r is not cold))
+
+
 def main() -> None:
     root = Path(sys.argv[1])
+    if root.is_file():  # a run's archive (records/<run>/results.tar.xz)
+        tmp = tempfile.TemporaryDirectory()
+        with tarfile.open(root) as tar:
+            tar.extractall(tmp.name, filter="data")
+        root = Path(tmp.name)
+    if not list(root.glob("lane*/r*/record.json")):
+        one_lane(root)
+        return
     recs = load(root)
     print("## Cold vs warm start, gpt-oss-20b default task (seconds from `bash run.sh`)\n")
     # Runs from before the node printed `warmup` (vLLM's "Initial profiling/warmup run took") show one span
