@@ -24,8 +24,8 @@ Queue lines: `STEP MODEL CACHE TASKS [EXTRA FLAGS...] [ENV:K=V...]`, CACHE cold|
 node-warm|seeded|bare, TASKS joined by `+` from probes, smoke, bench, bench2, vbench, none. The queue file is re-read
 before each step, so it can be edited while the driver runs. `warm` keeps only vLLM's cache root (and caches the
 run block configures itself) and moves the machine's other compile caches aside; `warmall` keeps every cache on
-the machine. node-cold/node-warm/seeded: a new node with the lane's --cache bucket (see run_step; --lane); bare: a new node,
-plain `vllm serve` in place of the run block.
+the machine. node-cold/node-warm/seeded: a new node with the lane's --cache bucket (see run_step; --lane); bare: a new
+node, plain `vllm serve` in place of the run block.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def one_lane(root: Path) -> None:
             recs.append(rec)
     jit = flashinfer_jit_s(recs)
     points = ["start", "load", "compile", "warmup", "graphs", "ready"]
-    spans = list(zip(points, points[1:]))
+    spans = list(zip(points, points[1:], strict=False))
     print("| step | start | /health s | " + " | ".join(f"{a}->{b}" for a, b in spans) +
           " | torch.compile s | FlashInfer JIT s (ninja log) | CUDA-graph capture s | load 1 tok/s | load 2 tok/s |")
     print("|---|---|---|" + "---|" * len(spans) + "---|---|---|---|---|")
