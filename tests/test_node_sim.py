@@ -149,7 +149,8 @@ def test_the_key_reaches_the_engine_by_env_or_0600_file_and_never_argv_or_log(tm
         assert not any(KEY in a for a in call.argv), (call.name, call.argv)
     engine = node.engine_calls()[0]
     assert engine.env[secret] == KEY and engine.env["GPTOSS_KEY_ENV"] == secret
-    assert str(node.node_root / "guard") in engine.env["PYTHONPATH"].split(":")  # the fixed path (~/gptoss-sky links to it)
+    # the fixed path (~/gptoss-sky links to it)
+    assert str(node.node_root / "guard") in engine.env["PYTHONPATH"].split(":")
     assert (node.home / "gptoss-sky").readlink() == node.node_root
     header = node.home / "gptoss-sky" / "auth-header"
     assert oct(header.stat().st_mode & 0o777) == "0o600"
@@ -277,7 +278,8 @@ def test_the_model_resolves_offline_the_way_the_run_block_asks_for_it(tmp_path, 
     repo, revision = argv[1], argv[argv.index("--revision") + 1]
     assert engine.env["HF_HUB_OFFLINE"] == "1" and ("--load-format" in argv) == dummy
     folder = node.node_root / "hf-hub" / "models--openai--gpt-oss-20b"
-    assert (folder / "snapshots" / revision).is_dir() and not (folder / "refs").exists()  # as `hf download --revision <commit>` leaves it
+    # as `hf download --revision <commit>` leaves it
+    assert (folder / "snapshots" / revision).is_dir() and not (folder / "refs").exists()
     env = {k: v for k, v in engine.env.items() if not k.startswith("NODESIM_")}
     env["PATH"] = os.environ["PATH"]  # this interpreter, with huggingface_hub, in place of the engine's
     # the cache is in the node's fixed path itself, not behind a link (its path is part of vLLM's compile key,
@@ -529,7 +531,7 @@ def test_a_fresh_node_keeps_the_flashinfer_build_another_node_cached(tmp_path):
                                                                 cache="s3://team-bucket/gptoss"))
     fixed = tmp_path / "var-tmp" / "gptoss-sky"
     fixed.parent.mkdir()
-    build = fixed / "compile-cache" / "flashinfer" / ".cache" / "flashinfer" / "0.6.14" / "90a" / "cached_ops" / "sampling"
+    build = fixed / "compile-cache/flashinfer/.cache/flashinfer/0.6.14/90a/cached_ops/sampling"
     for n in (1, 2):
         shutil.rmtree(fixed, ignore_errors=True)  # a machine of its own: only the bucket is shared
         node = Node(tmp_path / f"node{n}", secrets={"VLLM_API_KEY": KEY},
