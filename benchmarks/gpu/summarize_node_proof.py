@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 
@@ -23,6 +25,11 @@ def fmt(v, nd=1):
 
 def main() -> None:
     root = Path(sys.argv[1])
+    if root.is_file():  # a run's archive (records/<run>/records.tar.xz or results.tar.xz)
+        tmp = tempfile.TemporaryDirectory()
+        with tarfile.open(root) as tar:
+            tar.extractall(tmp.name, filter="data")
+        root = Path(tmp.name)
     recs = []
     for p in sorted(root.glob("*/record.json"), key=lambda p: p.stat().st_mtime):
         recs.append(json.loads(p.read_text()))

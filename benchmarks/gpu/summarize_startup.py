@@ -2,7 +2,7 @@
 """Print STARTUP.md's tables from a start-up run's records: two lanes (node_device.sh lanes) or one
 (node_device.sh one), from the folder or the run's archive as kept under records/.
 
-    python3 benchmarks/gpu/summarize_startup.py benchmarks/gpu/records/startup-2026-11-30
+    python3 benchmarks/gpu/summarize_startup.py benchmarks/gpu/records/startup-2026-11-30/records.tar.xz
     python3 benchmarks/gpu/summarize_startup.py benchmarks/gpu/records/startup-2026-12-03/results.tar.xz
 
 Every number comes from the records: /health times from the driver (first 200 on 127.0.0.1), phase splits
