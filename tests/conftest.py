@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without installing the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import seeds  # noqa: E402
 import skyserver  # noqa: E402
 from openai_server import FakeServer  # noqa: E402
 
@@ -121,3 +122,53 @@ def sky_server(_sky_server, monkeypatch) -> Iterator[skyserver.SkyServer]:
     skyserver.forget_server_url()
     yield _sky_server
     skyserver.forget_server_url()
+
+
+@pytest.fixture
+def seeded(isolated_env, monkeypatch):
+    """SkyPilot's catalog folder (this test's) holds a Lambda catalog (seeds.LAMBDA_ROWS) and accelerators.csv;
+    Lambda is enabled as SkyPilot's own tests do."""
+    import sky
+    from fakesky import FakeSky
+    from sky import check as sky_check
+
+    from launcher.sky import skyapi
+
+    seeds.seed_lambda(isolated_env)
+    # The in-process optimizer reads enabled clouds as SkyPilot's own tests fake them; the client asks
+    # the API server (skyapi.enabled_clouds), answered here by the fake.
+    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh", lambda *a, **k: [sky.clouds.Lambda()])
+    monkeypatch.setattr(skyapi, "enabled_clouds", FakeSky(enabled_infra=["lambda"]).enabled_clouds)
+    return isolated_env
+
+
+@pytest.fixture
+def openai_ok():
+    """A tiny real HTTP server on 127.0.0.1 that answers /health and /v1/models like vLLM."""
+    import http.server
+    import json
+    import threading
+
+    models = json.dumps({"data": [{"id": "openai/gpt-oss-20b"}, {"id": "openai/gpt-oss-120b"}]}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/health":
+                body, code = b"", 200
+            elif self.path == "/v1/models" and self.headers.get("Authorization", "").startswith("Bearer "):
+                body, code = models, 200
+            else:
+                body, code = b'{"error": "Unauthorized"}', 401
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

@@ -18,6 +18,7 @@ Use:
     sky.service_script = [("CONTROLLER_INIT", []), ("REPLICA_INIT", [(1, "PROVISIONING")]),
                           ("READY", [(1, "READY")])]    # service states serve_up() scripts, one per poll
     sky.add_cluster("gptoss-x", user_name="alice", user_hash="a11ce")   # someone else's cluster
+    sky.fail_down = {"gptoss-x"}                        # the cloud refuses this teardown (SkyError)
     sky.install(monkeypatch)                            # skyapi.SkyPilotClient(), enabled_clouds() -> it
     sky.hold_request = True                             # launch()/serve_up() hand out their request id,
                                                         # then Ctrl-C arrives while it is still RUNNING
@@ -47,8 +48,9 @@ ME = {"user_hash": "f00dcafe", "user_name": "me"}
 SKY_NO_CLOUD = "Cloud access is not set up. Run: sky check"  # SkyPilot 0.14.1's NoCloudAccessError
 
 
-def _enum(kind: str, name: str) -> Any:
-    """SkyPilot's enum member for a state name (KeyError for a state SkyPilot does not have)."""
+def skypilot_state(kind: str, name: str) -> Any:
+    """SkyPilot's enum member for a `kind` ("cluster", "job", "service", "replica") state name (KeyError for
+    a state SkyPilot does not have): what a test scripts is a state SkyPilot can report."""
     from sky.serve.serve_state import ReplicaStatus, ServiceStatus
     from sky.skylet.job_lib import JobStatus
     from sky.utils.status_lib import ClusterStatus
@@ -99,6 +101,7 @@ class FakeSky:
         self.requests: dict[str, str] = {}  # request id -> SkyPilot RequestStatus name
         self.hold_request = False  # the next launch/serve_up is interrupted with its request RUNNING
         self.unreachable: dict[str, str] = {}  # "kubernetes/CTX" -> why the server cannot reach it
+        self.fail_down: set[str] = set()  # clusters/services whose teardown the cloud refuses
 
     # --- test set-up ----------------------------------------------------------------------------
 
@@ -120,7 +123,7 @@ class FakeSky:
         record = StatusResponse(
             name=name, launched_at=launched_at or int(time.time()),
             handle=SimpleNamespace(launched_resources=resources, launched_nodes=1),
-            last_use="gptoss-sky", status=_enum("cluster", status), autostop=-1, to_down=False,
+            last_use="gptoss-sky", status=skypilot_state("cluster", status), autostop=-1, to_down=False,
             cluster_hash=f"hash-{name}", cluster_ever_up=status == "UP",
             user_hash=user_hash or self.me["user_hash"], user_name=user_name or self.me["user_name"],
             workspace="default", is_managed=False, nodes=1, cloud=cloud, region=region)
@@ -148,12 +151,12 @@ class FakeSky:
         """Advance the service's script one step and fill the record as SkyPilot would."""
         raw = self.raw_services[name]
         status, replicas = self.service_scripts[name].advance()
-        raw["status"] = _enum("service", status)
+        raw["status"] = skypilot_state("service", status)
         raw["uptime"] = int(time.time()) - 60 if status == "READY" else None
         # No load balancer port (so no endpoint) until the controller is up.
         raw["endpoint"] = None if status == "CONTROLLER_INIT" else f"http://{self.endpoint_value}"
         raw["replica_info"] = [
-            {"replica_id": rid, "name": f"{name}-{rid}", "status": _enum("replica", rstatus), "version": 1,
+            {"replica_id": rid, "name": f"{name}-{rid}", "status": skypilot_state("replica", rstatus), "version": 1,
              "replica_info_version": 1, "endpoint": f"10.0.1.{rid}:8000" if rstatus == "READY" else None,
              "is_spot": False, "launched_at": int(time.time()) - 120, "cloud": "Lambda", "region": "us-east-1",
              "handle": None}
@@ -162,7 +165,7 @@ class FakeSky:
 
     def set_job(self, cluster: str, steps: Sequence[tuple[str, list[str]]], job_id: int = 1) -> None:
         for state, _ in steps:
-            _enum("job", state)
+            skypilot_state("job", state)
         self.jobs.setdefault(cluster, {})[job_id] = Script(steps)
 
     # --- the seam -------------------------------------------------------------------------------
@@ -222,6 +225,8 @@ class FakeSky:
     def down(self, cluster_name: str, purge: bool = False) -> None:
         name = cluster_name
         self.calls.append(("down", name))
+        if name in self.fail_down and name in self.raw_clusters:
+            raise SkyError(f"tearing down {name}: cloud API error")
         if name not in self.raw_clusters:
             raise NotFoundError(f"tearing down {name}: Cluster {name!r} does not exist.")
         del self.raw_clusters[name]
@@ -259,6 +264,8 @@ class FakeSky:
         self.calls.append(("serve_down", name))
         if not self.controller or name not in self.raw_services:
             raise NotFoundError(f"tearing down service {name}: SkyPilot has no service named {name!r}")
+        if name in self.fail_down:
+            raise SkyError(f"tearing down service {name}: cloud API error")
         status = self.service_scripts[name].current[0]
         if status in skyapi.status_names().service_broken and not purge:
             raise SkyError(f"tearing down service {name}: it is {status}, and SkyPilot skips failed services "
@@ -273,7 +280,7 @@ class FakeSky:
         if not jobs:
             return None
         script = jobs.get(max(jobs) if job_id is None else job_id)
-        return None if script is None else _value(_enum("job", script.advance()[0]))
+        return None if script is None else _value(skypilot_state("job", script.advance()[0]))
 
     def tail_logs(self, cluster_name: str, job_id: int | None = None, *, follow: bool = True,
                   tail: int = 0) -> Iterator[str]:
@@ -284,7 +291,7 @@ class FakeSky:
         if script is None:
             return iter([])
         if follow:  # to the end of the job, as SkyPilot's follow does
-            while not _enum("job", script.current[0]).is_terminal() and script.at < len(script.steps) - 1:
+            while not skypilot_state("job", script.current[0]).is_terminal() and script.at < len(script.steps) - 1:
                 script.advance()
         lines = script.lines_so_far()
         return iter(lines[-tail:] if tail else lines)
@@ -336,4 +343,4 @@ def _value(status: Any) -> str | None:
 
 _: SkyClient = FakeSky()  # mypy: a FakeSky method that drifts from the seam's Protocol fails the type check
 
-__all__ = ["FakeSky", "Script", "ME", "GptossSkyError"]
+__all__ = ["FakeSky", "Script", "ME", "GptossSkyError", "skypilot_state"]

@@ -170,6 +170,16 @@ else:
 '''
 
 
+# What `nvidia-smi --query-gpu=name --format=csv,noheader` prints on each supported part.
+NVIDIA_SMI_NAMES = {
+    "NVIDIA L4": "L4", "NVIDIA A10G": "A10G", "NVIDIA L40S": "L40S", "NVIDIA L40": "L40",
+    "NVIDIA RTX 6000 Ada Generation": "RTX6000-Ada", "NVIDIA A100-SXM4-40GB": "A100",
+    "NVIDIA A100-SXM4-80GB": "A100-80GB", "NVIDIA A100 80GB PCIe": "A100-80GB",
+    "NVIDIA H100 80GB HBM3": "H100", "NVIDIA H100 PCIe": "H100", "NVIDIA H100 NVL": "H100",
+    "NVIDIA H200": "H200", "NVIDIA B200": "B200",
+}
+
+
 NVIDIA_SMI = """#!/usr/bin/env bash
 # nodesim stub: `nvidia-smi --query-gpu=name --format=csv,noheader` on NODESIM_GPU_COUNT x NODESIM_GPU_NAME
 [ "$*" = "--query-gpu=name --format=csv,noheader" ] || { echo "nodesim nvidia-smi: unexpected $*" >&2; exit 2; }
@@ -246,10 +256,10 @@ class Node:
         proc = self.start(script, extra)
         try:
             out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-            raise AssertionError(f"node script ran past {timeout}s; its log:\n{out}")
+            raise AssertionError(f"node script ran past {timeout}s; its log:\n{out}") from exc
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
 
     def calls(self, name: str | None = None) -> list[Call]:

@@ -63,3 +63,17 @@ def test_a_later_test_reads_its_own_skypilot_catalog_folder(tmp_path, source, ou
     assert outcome in done.stdout, done.stdout + done.stderr
     if "failed" in outcome:  # the later test read the first test's prices
         assert "assert [1.11] == [2.22]" in done.stdout, done.stdout
+
+
+def test_no_test_module_imports_another():
+    """Shared fixtures live in conftest.py and shared helpers in modules not named test_*: importing a test
+    module also collects its tests and fixtures a second time, under another name."""
+    import ast
+
+    found = []
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert found == []

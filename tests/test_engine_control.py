@@ -8,7 +8,8 @@ import json
 import pytest
 import yaml
 from clitools import invoke
-from test_lifecycle import RecordingSky, openai_ok, seeded  # noqa: F401 - fixtures
+from fakesky import FakeSky
+from seeds import l4_deployment
 
 from launcher.plan import capacity, catalog, engine_control, recipes
 from launcher.plan import offers as plan_mod
@@ -119,8 +120,7 @@ def test_env_and_secret_reach_skypilot_as_overrides_and_the_secret_nowhere_else(
 
     secret_value = "exa-SECRET-77c1"
     monkeypatch.setenv("EXA_API_KEY", secret_value)
-    fake = RecordingSky(server.url.removeprefix("http://"))
-    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
+    fake = FakeSky(server.url.removeprefix("http://")).install(monkeypatch)
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
     result = invoke("up", "20b", "-y", "--json", "--no-smoke", "--gpu", "H100", "--env", "HF_HUB_DISABLE_XET=1",
                     "--secret", "EXA_API_KEY")
@@ -167,13 +167,11 @@ def test_skypilot_spellings_are_aliases():
 
 
 def test_scale_resends_the_services_env_and_secrets_from_this_shell(openai_ok, monkeypatch):
-    from test_lifecycle import _deploy
-
     from launcher import lifecycle
 
     cat = catalog.load()
-    fake = RecordingSky(openai_ok)
-    lifecycle.launch(cat, fake, cat.model("20b"), _deploy(cat, "gptoss-svc-x", service=True, replicas=1),
+    fake = FakeSky(openai_ok)
+    lifecycle.launch(cat, fake, cat.model("20b"), l4_deployment(cat, "gptoss-svc-x", service=True, replicas=1),
                      progress=lambda m: None, ready_timeout=10, envs={"A": "b"}, secrets={"EXA_API_KEY": "exa-1"})
     record = state.load("gptoss-svc-x")
     assert record.user_secrets == ["EXA_API_KEY"] and record.user_envs == {"A": "b"}

@@ -22,71 +22,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from loopback import LoopbackServer
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from engineapp import ENGINES, KEY, Served, concrete, engine_app, routes
 
 from launcher.node import guard, render
 from launcher.plan import catalog, recipes
-
-FIXTURES = Path(__file__).parent / "fixtures"
-KEY = "sk-guard-test-5f0c2a9e"
-ENGINES = {"vllm": "vllm-0.32.0-routes.txt", "sglang": "sglang-0.5.23-routes.txt"}
-METRICS = b"# HELP x\nvllm:num_requests_running 0.0\nvllm:request_success_total 7.0\n"
-
-
-def _routes(engine: str) -> list[tuple[str, str]]:
-    lines = (FIXTURES / ENGINES[engine]).read_text().splitlines()
-    return [tuple(l.split(" ", 1)) for l in lines if l.strip()]
-
-
-def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "x", path)
-
-
-async def _answer(request):
-    return PlainTextResponse(f"engine answered {request.method} {request.url.path}")
-
-
-async def _health(request):
-    return Response(status_code=200)  # vLLM's /health: an empty 200
-
-
-async def _metrics_app(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": METRICS})
-
-
-async def _ws(websocket):
-    await websocket.accept()
-    await websocket.send_text("engine answered")
-    await websocket.close()
-
-
-def engine_app(engine: str) -> Starlette:
-    """A Starlette app with exactly the engine's routes; each answers 200 when reached."""
-    by_path: dict[str, set[str]] = {}
-    routes = []
-    for method, path in _routes(engine):
-        if method == "MOUNT":
-            mount = Mount(path, app=_metrics_app)
-            mount.path_regex = re.compile(f"^{path}(?P<path>.*)$")  # as vLLM does: /metrics without a 307
-            routes.append(mount)
-        elif method == "WEBSOCKET":
-            routes.append(WebSocketRoute(path, _ws))
-        else:
-            by_path.setdefault(path, set()).add(method)
-    for path, methods in by_path.items():
-        routes.append(Route(path, _health if path == "/health" else _answer, methods=sorted(methods)))
-    return Starlette(routes=routes)
-
-
-class Served(LoopbackServer):
-    """The guarded app on 127.0.0.1 (port 0), WebSockets on."""
-
-    def __init__(self, app):
-        super().__init__(app, ws="websockets")
 
 
 @pytest.fixture(params=sorted(ENGINES))
@@ -101,22 +40,22 @@ def guarded(request, monkeypatch):
 
 
 def _http_routes(engine):
-    return [(m, _concrete(p)) for m, p in _routes(engine) if m not in ("WEBSOCKET", "MOUNT")] + \
-           [("GET", p) for m, p in _routes(engine) if m == "MOUNT"]
+    return [(m, concrete(p)) for m, p in routes(engine) if m not in ("WEBSOCKET", "MOUNT")] + \
+           [("GET", p) for m, p in routes(engine) if m == "MOUNT"]
 
 
 def test_route_lists_hold_the_paths_the_engines_leave_open():
-    vllm = {p for _, p in _routes("vllm")}
-    sglang = {p for _, p in _routes("sglang")}
+    vllm = {p for _, p in routes("vllm")}
+    sglang = {p for _, p in routes("sglang")}
     assert {"/invocations", "/tokenize", "/detokenize", "/metrics", "/v1/chat/completions", "/health"} <= vllm
     assert {"/metrics", "/health_generate", "/ready", "/v1/chat/completions", "/health"} <= sglang
 
 
 def test_every_route_refuses_a_request_without_the_key(guarded):
-    routes = _http_routes(guarded.engine)
-    assert len(routes) > 30
+    http_routes = _http_routes(guarded.engine)
+    assert len(http_routes) > 30
     with httpx.Client(base_url=guarded.url, timeout=10) as client:
-        for method, path in routes:
+        for method, path in http_routes:
             if (method, path) in (("GET", "/health"), ("HEAD", "/health")):
                 continue
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
@@ -158,13 +97,13 @@ def _ws_handshake(port: int, path: str, headers: dict[str, str]) -> int:
 
 
 def test_websocket_routes_need_the_key_too(guarded):
-    paths = [p for m, p in _routes(guarded.engine) if m == "WEBSOCKET"]
+    paths = [p for m, p in routes(guarded.engine) if m == "WEBSOCKET"]
     assert paths or guarded.engine == "vllm"
     for path in paths or ["/v1/realtime"]:
-        assert _ws_handshake(guarded.port, _concrete(path), {}) in (401, 403)
-        assert _ws_handshake(guarded.port, _concrete(path), {"Authorization": "Bearer nope"}) in (401, 403)
+        assert _ws_handshake(guarded.port, concrete(path), {}) in (401, 403)
+        assert _ws_handshake(guarded.port, concrete(path), {"Authorization": "Bearer nope"}) in (401, 403)
         if paths:
-            assert _ws_handshake(guarded.port, _concrete(path), {"Authorization": f"Bearer {KEY}"}) == 101
+            assert _ws_handshake(guarded.port, concrete(path), {"Authorization": f"Bearer {KEY}"}) == 101
 
 
 def test_the_guard_refuses_to_start_without_a_key(monkeypatch):
@@ -183,10 +122,11 @@ def _rendered_run(engine: str) -> str:
 def test_the_watchdogs_own_curl_reads_metrics_through_the_guard(guarded, tmp_path):
     """The run script's header-file line and its /metrics curl line, run by bash and real curl."""
     run = _rendered_run("vllm")
-    header_line = next(l for l in run.splitlines() if "auth-header)" in l)
-    curl_line = next(l for l in run.splitlines() if l.strip().startswith("seen=$(curl")).strip()
+    header_line = next(line for line in run.splitlines() if "auth-header)" in line)
+    curl_line = next(line for line in run.splitlines() if line.strip().startswith("seen=$(curl")).strip()
     assert "127.0.0.1:8000/metrics" in curl_line and "-H @" in curl_line
-    script = f"mkdir -p ~/gptoss-sky\n{header_line}\n{curl_line.replace('127.0.0.1:8000', f'127.0.0.1:{guarded.port}')}\n" \
+    local_curl = curl_line.replace("127.0.0.1:8000", f"127.0.0.1:{guarded.port}")
+    script = f"mkdir -p ~/gptoss-sky\n{header_line}\n{local_curl}\n" \
              'echo "seen=[$seen]"\nstat -c %a ~/gptoss-sky/auth-header\n'
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VLLM_API_KEY": KEY}
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
@@ -194,8 +134,8 @@ def test_the_watchdogs_own_curl_reads_metrics_through_the_guard(guarded, tmp_pat
     assert "seen=[ 0.0 7.0]" in out.stdout and out.stdout.strip().endswith("600")
     # Without the header file the same curl gets nothing: the guard is what it passes.
     (tmp_path / "gptoss-sky" / "auth-header").write_text("Authorization: Bearer wrong\n")
-    out = subprocess.run(["bash", "-c", f"{curl_line.replace('127.0.0.1:8000', f'127.0.0.1:{guarded.port}')}\n"
-                          'echo "seen=[$seen]"'], capture_output=True, text=True, env=env, timeout=30)
+    out = subprocess.run(["bash", "-c", f'{local_curl}\necho "seen=[$seen]"'], capture_output=True, text=True,
+                         env=env, timeout=30)
     assert "seen=[]" in out.stdout
 
 
@@ -226,7 +166,7 @@ FAKE_SGLANG = {
     "sglang/srt/entrypoints/http_server.py": """
         import sys
         sys.path.insert(0, {tests!r})
-        from test_guard import engine_app
+        from engineapp import engine_app
         app = engine_app("sglang")
     """,
     # Stands in for sglang.launch_server: parses its argv and serves the app (SGLang runs uvicorn in-process).

@@ -1,18 +1,17 @@
 """plan, the optimizer and the lifecycle, offline: a seeded SkyPilot catalog, real parser and optimizer,
-and a recording fake only at the seam where SkyPilot would reach a cloud."""
+and the contract-checked FakeSky only at the seam where SkyPilot would reach a cloud."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 from fakesky import FakeSky, Script
+from seeds import LAMBDA_ROWS, l4_deployment, write_lambda
 
 from launcher import lifecycle
 from launcher.cli import cli
@@ -21,51 +20,6 @@ from launcher.node import render
 from launcher.plan import catalog
 from launcher.plan import offers as plan
 from launcher.sky import skyapi, state
-
-SNAPSHOT = Path(__file__).resolve().parent.parent / "catalogs" / "prices" / "v8"
-LAMBDA_COLUMNS = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price",
-                  "Region", "GpuInfo", "SpotPrice"]
-# A handful of real Lambda rows (from the snapshot), enough for 20b and 120b.
-LAMBDA_ROWS = [
-    ("gpu_1x_a10", "A10", 1, 30, 200, 0.75, "us-east-1"),
-    ("gpu_1x_a100_sxm4", "A100", 1, 30, 200, 1.29, "us-east-1"),
-    ("gpu_1x_h100_pcie", "H100", 1, 26, 200, 2.49, "us-east-1"),
-    ("gpu_2x_h100_sxm5", "H100", 2, 52, 450, 6.38, "us-east-1"),
-    ("gpu_8x_a100_80gb_sxm4", "A100-80GB", 8, 240, 1800, 14.32, "us-east-1"),
-]
-
-
-def write_lambda(runtime: Path, rows) -> None:
-    folder = runtime / ".sky" / "catalogs" / "v8" / "lambda"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "vms.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(LAMBDA_COLUMNS)
-        for it, acc, n, cpu, mem, price, region in rows:
-            mib = {"A10": 24576, "A100": 40960, "H100": 81920, "A100-80GB": 81920}[acc]
-            info = (f"{{'Gpus': [{{'Name': '{acc}', 'Manufacturer': 'NVIDIA', 'Count': {float(n)}, "
-                    f"'MemoryInfo': {{'SizeInMiB': {mib}}}}}], 'TotalGpuMemoryInMiB': {mib}}}")
-            w.writerow([it, acc, float(n), cpu, mem, price, region, info, ""])
-
-
-@pytest.fixture
-def seeded(isolated_env, monkeypatch):
-    """SKY_RUNTIME_DIR with a Lambda catalog (and accelerators.csv), Lambda enabled as SkyPilot's tests do."""
-    runtime = isolated_env
-    write_lambda(runtime, LAMBDA_ROWS)
-    common = runtime / ".sky" / "catalogs" / "v8" / "common"
-    common.mkdir(parents=True, exist_ok=True)
-    (common / "accelerators.csv").write_text((SNAPSHOT / "common" / "accelerators.csv").read_text())
-    import sky
-    from sky import check as sky_check
-
-    # The in-process optimizer reads enabled clouds as SkyPilot's own tests fake them; the client asks
-    # the API server (skyapi.enabled_clouds), answered here by the fake.
-    monkeypatch.setattr(sky_check, "get_cached_enabled_clouds_or_refresh",
-                        lambda *a, **k: [sky.clouds.Lambda()])
-    monkeypatch.setattr(skyapi, "enabled_clouds", FakeSky(enabled_infra=["lambda"]).enabled_clouds)
-    # SkyPilot reads these files from this test's folder (conftest's skypilot_catalog_folder).
-    return runtime
 
 
 def cheapest_fitting_by_hand(rows, fits):
@@ -141,106 +95,10 @@ def test_a_request_no_gpu_fits_says_why(seeded):
     assert "no GPU fits gpt-oss-120b" in result.output and "L4:2" in result.output
 
 
-class RecordingSky:
-    """The older fake (test_live.py and test_state.py subclass it until they move to tests/fakesky.py's
-    FakeSky, whose answers are checked against a real API server)."""
-
-    def __init__(self, endpoint="127.0.0.1:1", fail_launch=None):
-        self.calls = []
-        self.endpoint_value = endpoint
-        self.fail_launch = fail_launch
-        self.live_clusters, self.live_services = {}, {}
-
-    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down, on_request=None):
-        task = skyapi.task_from_config(config, secrets=secrets, envs=envs)  # what SkyPilot would parse
-        self.calls.append(("launch", dict(config=config, name=cluster_name, secrets=dict(secrets), envs=dict(envs),
-                                          idle_minutes=idle_minutes, down=down, task=task)))
-        self.live_clusters[cluster_name] = {"name": cluster_name, "status": "UP"}
-        if self.fail_launch:
-            raise self.fail_launch
-
-    def endpoint(self, name, port):
-        self.calls.append(("endpoint", name, port))
-        return self.endpoint_value
-
-    def clusters(self, names=None):
-        return [c for n, c in self.live_clusters.items() if not names or n in names]
-
-    def services(self, names=None):
-        return [s for n, s in self.live_services.items() if not names or n in names]
-
-    def down(self, name, purge=False):
-        self.calls.append(("down", name))
-        self.live_clusters.pop(name, None)
-
-    def serve_up(self, config, name, *, secrets, envs, on_request=None):
-        task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
-        self.calls.append(("serve_up", dict(config=config, name=name, secrets=dict(secrets), task=task)))
-        self.live_services[name] = {"name": name, "status": "READY", "endpoint": f"http://{self.endpoint_value}"}
-        return f"http://{self.endpoint_value}"
-
-    def serve_update(self, config, name, *, secrets, envs):
-        task = skyapi.task_from_config(config, secrets=secrets, envs=envs)
-        self.calls.append(("serve_update", dict(config=config, name=name, task=task)))
-
-    def serve_down(self, name, purge=False):
-        self.calls.append(("serve_down", name))
-        self.live_services.pop(name, None)
-
-    def job_status(self, name, job_id=None):
-        return "RUNNING" if name in self.live_clusters else None
-
-    def tail_logs(self, name, job_id=None, *, follow=True, tail=0):
-        yield from ()
-
-    def serve_logs(self, name, replica_id, *, follow=True, tail=0):
-        yield from ()
-
-    def request_status(self, request_id):  # it hands out no request ids
-        return None
-
-    def cancel_request(self, request_id):
-        return None
-
-
-@pytest.fixture
-def openai_ok():
-    """A tiny real HTTP server on 127.0.0.1 that answers /health and /v1/models like vLLM."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path == "/health":
-                body, code = b"", 200
-            elif self.path == "/v1/models" and self.headers.get("Authorization", "").startswith("Bearer "):
-                body, code = json.dumps({"data": [{"id": "openai/gpt-oss-20b"}, {"id": "openai/gpt-oss-120b"}]}).encode(), 200
-            else:
-                body, code = b'{"error": "Unauthorized"}', 401
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def _deploy(cat, name, service=False, **kw):
-    recipes = (render.recipes_mod.build(cat, cat.model("20b"), cat.gpu("L4"), 1),)
-    return lifecycle.deployment_for(name, recipes, service=service, **kw)
-
-
 def test_up_sends_task_name_secret_and_autostop_across_the_seam(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok)
-    out = lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-t1", idle_minutes=45),
+    out = lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-t1", idle_minutes=45),
                            progress=lambda m: None, ready_timeout=10)
     kind, sent = sky.calls[0]
     assert kind == "launch" and sent["name"] == "gptoss-t1"
@@ -257,7 +115,7 @@ def test_up_sends_task_name_secret_and_autostop_across_the_seam(openai_ok):
 def test_serve_sends_replica_policy_and_scale_updates_it(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok)
-    d = _deploy(cat, "gptoss-s1", service=True, min_replicas=1, max_replicas=3, target_qps=2.0, spot=True,
+    d = l4_deployment(cat, "gptoss-s1", service=True, min_replicas=1, max_replicas=3, target_qps=2.0, spot=True,
                 ondemand_fallback=True)
     lifecycle.launch(cat, sky, cat.model("20b"), d, progress=lambda m: None, ready_timeout=10)
     sent = sky.calls[0][1]
@@ -275,7 +133,7 @@ def test_failed_launch_keeps_a_record_and_says_how_to_remove_it(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok, fail_launch=SkyError("launching gptoss-f1: no capacity"))
     with pytest.raises(SkyError) as info:
-        lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-f1"), progress=lambda m: None)
+        lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-f1"), progress=lambda m: None)
     assert "gptoss-sky down gptoss-f1" in str(info.value)
     assert state.load("gptoss-f1").state == "failed"
     targets, _ = lifecycle.recorded_targets(sky)
@@ -286,7 +144,7 @@ def test_interrupted_launch_is_reported_too(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok, fail_launch=KeyboardInterrupt())
     with pytest.raises(InterruptedLaunch, match="interrupted.*gptoss-sky down gptoss-i1") as info:
-        lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-i1"), progress=lambda m: None)
+        lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-i1"), progress=lambda m: None)
     assert info.value.exit_code == 130
 
 
@@ -295,14 +153,14 @@ def test_existing_name_is_refused_and_nothing_is_touched(openai_ok):
     sky = FakeSky(openai_ok)
     sky.add_cluster("gptoss-mine")
     with pytest.raises(Exception, match="will not touch it"):
-        lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-mine"), progress=lambda m: None)
+        lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-mine"), progress=lambda m: None)
     assert sky.calls == []
 
 
 def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok)
-    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-keep"), progress=lambda m: None,
+    lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-keep"), progress=lambda m: None,
                      ready_timeout=10)
     with pytest.raises(UnknownDeploymentError):
         lifecycle.named_target(sky, "gptoss-nope")
@@ -314,7 +172,7 @@ def test_down_unknown_name_is_an_error_and_touches_nothing(openai_ok):
 def test_status_keeps_records_whose_cluster_skypilot_does_not_list(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok)
-    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-gone"), progress=lambda m: None,
+    lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-gone"), progress=lambda m: None,
                      ready_timeout=10)
     sky.raw_clusters.clear()  # torn down behind our back, or this client points at another API server
     rows = lifecycle.status(sky)
@@ -409,7 +267,7 @@ def test_up_with_no_enabled_cloud_names_sky_check_and_launches_nothing(sky_serve
 def test_status_joins_records_with_live_services_and_lists_unrecorded_gptoss_clusters(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok)
-    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-svc", service=True, replicas=2),
+    lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-svc", service=True, replicas=2),
                      progress=lambda m: None, ready_timeout=10)
     sky.service_scripts["gptoss-svc"] = Script([("READY", [(1, "READY"), (2, "STARTING")])])
     sky.add_cluster("gptoss-stray")
@@ -424,7 +282,7 @@ def test_status_joins_records_with_live_services_and_lists_unrecorded_gptoss_clu
 def test_connection_for_a_cluster_carries_the_live_price_for_bench(openai_ok):
     cat = catalog.load()
     sky = FakeSky(openai_ok)
-    lifecycle.launch(cat, sky, cat.model("20b"), _deploy(cat, "gptoss-priced"), progress=lambda m: None,
+    lifecycle.launch(cat, sky, cat.model("20b"), l4_deployment(cat, "gptoss-priced"), progress=lambda m: None,
                      ready_timeout=10)
     sky.add_cluster("gptoss-priced", price_per_hour=1.29)  # what SkyPilot launched
     conn = lifecycle.connection_for("priced", client=sky)

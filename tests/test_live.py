@@ -10,39 +10,43 @@ import time
 
 import pytest
 from clitools import invoke
+from fakesky import FakeSky, skypilot_state
 from openai_server import API_KEY
-from test_lifecycle import RecordingSky, seeded  # noqa: F401 - seeded is a fixture
 
-from launcher.sky import skyapi, state, watch
+from launcher.sky import state, watch
 
 
-class NodeSky(RecordingSky):
-    """The seam's log/state half, scripted: the lines a node prints, then the job's final state.
+class NodeSky(FakeSky):
+    """FakeSky whose job log and job state are a node's, scripted: the lines the node prints, then the job's
+    final state (SETTING_UP until every line was handed out). Names SkyPilot does not have still raise
+    NotFoundError, as FakeSky (and the real seam) do.
 
     `hang`: the log stream stays open after the lines (a stuck connection), so only the job state tells.
-    `after_lines`: called once every line was handed out (e.g. the engine starts answering)."""
+    `after_lines`: called once every line was handed out (e.g. the engine starts answering).
+    `services`: the service's (state, replicas) per poll, as FakeSky.service_script; `on_ready`: called
+    the first time the service is READY (its load balancer answers). `replica_lines`: each replica's log."""
 
     def __init__(self, endpoint, lines=(), final=None, hang=False, after_lines=None, services=(),
-                 replica_lines=None):
+                 replica_lines=None, on_ready=None):
         super().__init__(endpoint)
+        if final is not None:
+            skypilot_state("job", final)  # a state SkyPilot does not have cannot be scripted
         self.lines, self.final, self.hang, self.after_lines = list(lines), final, hang, after_lines
         self.printed = threading.Event()
         self.release = threading.Event()  # ends a hanging stream at teardown
-        self.script = list(services)
+        if services:
+            self.service_script = list(services)
+        self.on_ready = on_ready
         self.replica_lines = replica_lines or {}
 
-    def launch(self, *args, **kwargs):
-        super().launch(*args, **kwargs)
-        return 1  # the job id, as SkyPilot's launch request returns it
-
-    def job_status(self, name, job_id=None):
-        self.calls.append(("job_status", name, job_id))
+    def job_status(self, cluster_name, job_id=None):
+        super().job_status(cluster_name, job_id)  # NotFoundError for a cluster SkyPilot does not have
         if not self.printed.is_set():
             return "SETTING_UP"
         return self.final or "RUNNING"
 
-    def tail_logs(self, name, job_id=None, *, follow=True, tail=0):
-        self.calls.append(("tail_logs", name, job_id, follow))
+    def tail_logs(self, cluster_name, job_id=None, *, follow=True, tail=0):
+        super().tail_logs(cluster_name, job_id, follow=False)  # NotFoundError as above
         if not follow:
             return iter(self.lines[-tail:] if tail else self.lines)
 
@@ -55,22 +59,15 @@ class NodeSky(RecordingSky):
                 self.release.wait(60)
         return stream()
 
-    def serve_up(self, config, name, *, secrets, envs, on_request=None):
-        endpoint = super().serve_up(config, name, secrets=secrets, envs=envs)
-        self.live_services[name]["status"] = "CONTROLLER_INIT"
-        return endpoint
-
     def services(self, names=None):
-        if self.script and any(n in self.live_services for n in (names or self.live_services)):
-            step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-            if callable(step):
-                step = step()
-            name = next(iter(self.live_services))
-            self.live_services[name].update(step)
-        return super().services(names)
+        found = super().services(names)
+        if self.on_ready and any(s["status"] == "READY" for s in found):
+            self.on_ready()
+            self.on_ready = None
+        return found
 
-    def serve_logs(self, name, replica_id, *, follow=True, tail=0):
-        self.calls.append(("serve_logs", name, replica_id, follow))
+    def serve_logs(self, service_name, replica_id, *, follow=True, tail=0):
+        super().serve_logs(service_name, replica_id, follow=False)  # NotFoundError with no such service
         lines = self.replica_lines.get(replica_id, [])
         if not follow:
             return iter(lines[-tail:] if tail else lines)
@@ -89,7 +86,7 @@ def fast(monkeypatch):
 
 
 @pytest.fixture
-def node(seeded, server, monkeypatch):  # noqa: F811
+def node(seeded, server, monkeypatch):
     """Build a NodeSky, put it at the seam, and end its hanging streams afterwards."""
     made = []
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)  # the local server's key
@@ -100,8 +97,7 @@ def node(seeded, server, monkeypatch):  # noqa: F811
         server.config.faults.add("loading")
         if answers:
             kwargs.setdefault("after_lines", lambda: server.config.faults.discard("loading"))
-        fake = NodeSky(**kwargs)
-        monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
+        fake = NodeSky(**kwargs).install(monkeypatch)
         made.append(fake)
         return fake
     yield make
@@ -216,7 +212,7 @@ def _serve_failed(result, started, cause):
 
 
 def test_a_failed_service_controller_ends_serve_at_once(node, fast):
-    node(services=[{"status": "CONTROLLER_INIT", "replicas": []}, {"status": "CONTROLLER_FAILED", "replicas": []}])
+    node(services=[("CONTROLLER_INIT", []), ("CONTROLLER_FAILED", [])])
     started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
     _serve_failed(result, started, "the service controller failed (CONTROLLER_FAILED)")
@@ -226,10 +222,8 @@ def test_a_failed_service_controller_ends_serve_at_once(node, fast):
 def test_no_replica_left_after_replicas_failed_ends_serve_with_the_replica_log(node, fast):
     t0 = int(time.time())
     replica_log = [marker("install", t0), marker("download", t0 + 5), "huggingface_hub.errors: 403 Forbidden"]
-    node(services=[{"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "PROVISIONING"}]},
-                   {"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "STARTING"}]},
-                   {"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "STARTING"}]},
-                   {"status": "NO_REPLICA", "replicas": []}],
+    node(services=[("REPLICA_INIT", [(1, "PROVISIONING")]), ("REPLICA_INIT", [(1, "STARTING")]),
+                   ("REPLICA_INIT", [(1, "STARTING")]), ("NO_REPLICA", [])],
          replica_lines={1: replica_log})
     started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
@@ -240,10 +234,8 @@ def test_no_replica_left_after_replicas_failed_ends_serve_with_the_replica_log(n
 
 
 def test_a_failed_replica_ends_serve_with_its_own_log(node, fast):
-    node(services=[{"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "STARTING"},
-                                                           {"id": 2, "status": "STARTING"}]},
-                   {"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "STARTING"},
-                                                           {"id": 2, "status": "FAILED"}]}],
+    node(services=[("REPLICA_INIT", [(1, "STARTING"), (2, "STARTING")]),
+                   ("REPLICA_INIT", [(1, "STARTING"), (2, "FAILED")])],
          replica_lines={1: ["replica one is fine"], 2: ["bash: vllm: command not found"]})
     started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
@@ -253,14 +245,11 @@ def test_a_failed_replica_ends_serve_with_its_own_log(node, fast):
 
 def test_serve_shows_each_replicas_phases_and_smokes_the_service(node, server, fast):
     t0 = int(time.time()) + 2
-    node(services=[{"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "PROVISIONING"},
-                                                           {"id": 2, "status": "PROVISIONING"}]},
-                   {"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "STARTING"},
-                                                           {"id": 2, "status": "STARTING"}]},
-                   {"status": "REPLICA_INIT", "replicas": [{"id": 1, "status": "STARTING"},
-                                                           {"id": 2, "status": "STARTING"}]},
-                   lambda: server.config.faults.discard("loading") or  # the load balancer answers
-                   {"status": "READY", "replicas": [{"id": 1, "status": "READY"}, {"id": 2, "status": "STARTING"}]}],
+    node(services=[("REPLICA_INIT", [(1, "PROVISIONING"), (2, "PROVISIONING")]),
+                   ("REPLICA_INIT", [(1, "STARTING"), (2, "STARTING")]),
+                   ("REPLICA_INIT", [(1, "STARTING"), (2, "STARTING")]),
+                   ("READY", [(1, "READY"), (2, "STARTING")])],
+         on_ready=lambda: server.config.faults.discard("loading"),  # the load balancer answers
          replica_lines={1: node_log(t0), 2: node_log(t0 + 30, upto="download")})
     result = invoke("serve", "20b", "-y", "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -386,9 +375,7 @@ def test_the_record_has_the_phases_while_the_launch_is_still_running(node, fast)
 # --- the same through the sky helper's contract-checked FakeSky (states are SkyPilot's own enums) ------
 
 @pytest.fixture
-def fakesky(seeded, server, monkeypatch, fast):  # noqa: F811
-    from fakesky import FakeSky
-
+def fakesky(seeded, server, monkeypatch, fast):
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
     server.config.faults.add("loading")  # the engine never answers: only the node's state can end the wait
     return FakeSky(server.url.removeprefix("http://")).install(monkeypatch)

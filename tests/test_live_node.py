@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from clitools import invoke
+from fakesky import FakeSky
 from openai_server import API_KEY
-from test_lifecycle import RecordingSky, seeded  # noqa: F401 - seeded is a fixture
 
-from launcher.sky import skyapi, state, watch
+from launcher.sky import state, watch
 
 STUBS = {
     "nvidia-smi": 'echo "NVIDIA A100-SXM4-40GB"\n',
@@ -28,7 +28,8 @@ STUBS = {
           'if [ "$1" = venv ]; then d="${@: -1}"; mkdir -p "$d/bin"\n'
           '  printf \'export VIRTUAL_ENV=%s\\nexport PATH="%s/bin:$PATH"\\n\' "$d" "$d" > "$d/bin/activate"; fi\n',
     "hf": 'echo "hf $*" >> "$STUB_LOG"\n'
-          'if [ -n "${STUB_HF_FAIL:-}" ]; then echo "huggingface_hub.errors.RepositoryNotFoundError: 401" >&2; exit 1; fi\n',
+          'if [ -n "${STUB_HF_FAIL:-}" ]; then\n'
+          '  echo "huggingface_hub.errors.RepositoryNotFoundError: 401" >&2; exit 1\nfi\n',
     # curl: downloads write a placeholder; 127.0.0.1:<engine port> is the local OpenAI server.
     "curl": 'out=""; args=()\n'
             'while [ $# -gt 0 ]; do case "$1" in -o) out="$2"; shift 2;; *) args+=("$1"); shift;; esac; done\n'
@@ -52,8 +53,9 @@ STUBS = {
 }
 
 
-class NodeRunner(RecordingSky):
-    """A fake seam whose `launch` runs the task's setup and run with real bash, like SkyPilot's job on a node."""
+class NodeRunner(FakeSky):
+    """FakeSky whose `launch` runs the task's setup and run with real bash, like SkyPilot's job on a node: the
+    job's state and log are that process's. Names SkyPilot does not have raise NotFoundError, as in FakeSky."""
 
     def __init__(self, server, home: Path, stubs: Path, extra_env=None):
         super().__init__(server.url.removeprefix("http://"))
@@ -65,8 +67,9 @@ class NodeRunner(RecordingSky):
         self.status: str | None = None
         self.proc: subprocess.Popen | None = None
 
-    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down, on_request=None):
-        super().launch(config, cluster_name, secrets=secrets, envs=envs, idle_minutes=idle_minutes, down=down)
+    def launch(self, config, cluster_name, *, secrets, envs, idle_minutes, down, output=None, on_request=None):
+        job_id = super().launch(config, cluster_name, secrets=secrets, envs=envs, idle_minutes=idle_minutes,
+                                down=down, on_request=on_request)
         env = {"PATH": f"{self.stubs}:{os.environ['PATH']}", "HOME": str(self.home), "LANG": "C.UTF-8",
                "GPTOSS_NODE_ROOT": str(self.home.parent / "var-tmp-gptoss-sky"),  # the node's own, not this machine's
                "SKYPILOT_NUM_GPUS_PER_NODE": "1", "STUB_LOG": str(self.home / "stub.log"),
@@ -84,7 +87,7 @@ class NodeRunner(RecordingSky):
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._engine_up, daemon=True).start()
-        return 1
+        return job_id
 
     def _engine_up(self):
         """The local server stands in for the engine: it answers once the stub engine says it is up."""
@@ -112,10 +115,12 @@ class NodeRunner(RecordingSky):
             self.status = "FAILED_SETUP" if failed_setup else ("SUCCEEDED" if code == 0 else "FAILED")
             self.cond.notify_all()
 
-    def job_status(self, name, job_id=None):
+    def job_status(self, cluster_name, job_id=None):
+        super().job_status(cluster_name, job_id)  # NotFoundError for a cluster SkyPilot does not have
         return self.status
 
-    def tail_logs(self, name, job_id=None, *, follow=True, tail=0):
+    def tail_logs(self, cluster_name, job_id=None, *, follow=True, tail=0):
+        super().tail_logs(cluster_name, job_id, follow=False)  # NotFoundError as above
         if not follow:
             return iter(self.lines[-tail:] if tail else list(self.lines))
 
@@ -139,7 +144,7 @@ class NodeRunner(RecordingSky):
 
 
 @pytest.fixture
-def node_env(seeded, server, monkeypatch, tmp_path):  # noqa: F811
+def node_env(seeded, server, monkeypatch, tmp_path):
     """Stub executables on PATH, the local server's key as the deployment's key, short poll intervals."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
@@ -155,8 +160,7 @@ def node_env(seeded, server, monkeypatch, tmp_path):  # noqa: F811
     runners = []
 
     def make(**extra_env):
-        runner = NodeRunner(server, home, stubs, extra_env)
-        monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: runner)
+        runner = NodeRunner(server, home, stubs, extra_env).install(monkeypatch)
         runners.append(runner)
         return runner
     yield make

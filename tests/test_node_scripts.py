@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from nodesim import NVIDIA_SMI_NAMES
 
 from launcher import lifecycle
 from launcher.cli import cli
@@ -24,15 +25,6 @@ from launcher.plan import catalog, recipes
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELLCHECK = shutil.which("shellcheck")
-
-# What `nvidia-smi --query-gpu=name --format=csv,noheader` prints on each supported part.
-NVIDIA_SMI_NAMES = {
-    "NVIDIA L4": "L4", "NVIDIA A10G": "A10G", "NVIDIA L40S": "L40S", "NVIDIA L40": "L40",
-    "NVIDIA RTX 6000 Ada Generation": "RTX6000-Ada", "NVIDIA A100-SXM4-40GB": "A100",
-    "NVIDIA A100-SXM4-80GB": "A100-80GB", "NVIDIA A100 80GB PCIe": "A100-80GB",
-    "NVIDIA H100 80GB HBM3": "H100", "NVIDIA H100 PCIe": "H100", "NVIDIA H100 NVL": "H100",
-    "NVIDIA H200": "H200", "NVIDIA B200": "B200",
-}
 
 
 def _rendered_variants() -> dict[str, str]:
@@ -92,7 +84,7 @@ def scripts():
 
 def test_variants_cover_committed_files_and_cli_renders(scripts):
     labels = {label for label, _ in scripts.values()}
-    assert any(l.startswith("tasks/") for l in labels) and "up 20b" in " ".join(labels)
+    assert any(label.startswith("tasks/") for label in labels) and "up 20b" in " ".join(labels)
     assert len(scripts) >= 20
 
 

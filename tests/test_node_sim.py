@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from nodesim import Node, phases
-from test_node_scripts import NVIDIA_SMI_NAMES
+from nodesim import NVIDIA_SMI_NAMES, Node, phases
 
 from launcher.node import render
 from launcher.plan import catalog, recipes
@@ -231,7 +230,8 @@ def test_phases_in_order_from_setup_and_the_engines_own_log(tmp_path):
 
 def test_sglang_log_phases(tmp_path):
     node, blocks = _setup_node(tmp_path, "tasks/20b-h200-sglang.sky.yaml")
-    log = "[2026-11-30] Load weight begin. avail mem=139.20 GB\n[2026-11-30] Capture decode CUDA graph begin. This can take"
+    log = ("[2026-11-30] Load weight begin. avail mem=139.20 GB\n"
+           "[2026-11-30] Capture decode CUDA graph begin. This can take")
     result = node.bash(blocks["run"], extra={"NODESIM_ENGINE_LOG": log})
     assert [n for n in phases(result.stdout) if n in ("load", "compile", "graphs")] == ["load", "graphs"]
 

@@ -108,6 +108,22 @@ def test_fake_service_states_replicas_and_owners_are_skypilots():
     assert theirs["user_hash"] != sky.current_user()["user_hash"]
 
 
+def test_fake_teardown_the_cloud_refuses_is_a_sky_error_and_leaves_the_cluster_listed():
+    from launcher.errors import SkyError
+
+    sky = FakeSky()
+    sky.add_cluster("gptoss-r")
+    sky.add_service("gptoss-svc-r")
+    sky.fail_down = {"gptoss-r", "gptoss-svc-r"}
+    for teardown in (lambda: sky.down("gptoss-r"), lambda: sky.serve_down("gptoss-svc-r")):
+        with pytest.raises(SkyError, match="cloud API error") as info:
+            teardown()
+        assert type(info.value) is SkyError  # not NotFoundError: it is still there, and may bill
+    assert [c["name"] for c in sky.clusters()] == ["gptoss-r"] and list(sky.raw_services) == ["gptoss-svc-r"]
+    with pytest.raises(NotFoundError):  # a name SkyPilot does not have is still "not found"
+        sky.down("gptoss-gone")
+
+
 @pytest.mark.parametrize("script, cause", [
     ([("CONTROLLER_INIT", []), ("CONTROLLER_FAILED", [])], "CONTROLLER_FAILED"),
     ([("CONTROLLER_INIT", []), ("REPLICA_INIT", [(1, "PROVISIONING")]), ("NO_REPLICA", [])], "NO_REPLICA"),

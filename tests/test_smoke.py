@@ -310,7 +310,7 @@ def test_auth_passes_behind_the_nodes_guard_and_names_what_the_bare_engine_leave
 ) -> None:
     # The engine's real route table (tests/fixtures/*-routes.txt), once bare and once behind
     # launcher/node/guard.py as the node runs it: smoke's auth check must tell the two apart.
-    from test_guard import KEY, Served, engine_app
+    from engineapp import KEY, Served, engine_app
 
     from launcher.node import guard
 

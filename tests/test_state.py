@@ -1,7 +1,7 @@
 """Local records and keys (issue 11 items 1, 2, 4, 7; issue 10 items 3 and 7): only a confirmed `down`
 or `forget` deletes them, teardown is idempotent and complete, state faults are one line, Ctrl-C leaves
-a record `down` removes, and two `up` of one name cannot both launch. SkyPilot is the recording fake at
-the seam, answering like the real API server does for names it does not have (NotFoundError)."""
+a record `down` removes, and two `up` of one name cannot both launch. SkyPilot is FakeSky at the seam,
+answering like the real API server does for names it does not have (NotFoundError, tests/test_sky_contract.py)."""
 
 from __future__ import annotations
 
@@ -12,49 +12,18 @@ from pathlib import Path
 
 import pytest
 from clitools import invoke
-from test_lifecycle import RecordingSky, openai_ok  # noqa: F401  (openai_ok is a fixture)
+from fakesky import FakeSky
+from seeds import l4_deployment
 
 from launcher import lifecycle
-from launcher.errors import InterruptedLaunch, NotFoundError, SkyError, StateError, UserError
-from launcher.node import render
+from launcher.errors import InterruptedLaunch, SkyError, StateError, UserError
 from launcher.plan import catalog
 from launcher.sky import state
 
 
-class Sky(RecordingSky):
-    """RecordingSky that, like the real seam, raises NotFoundError for names SkyPilot does not have,
-    can fail chosen teardowns, and knows who the current user is on a shared API server."""
-
-    def __init__(self, *args, me=None, fail_down=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.me = me
-        self.fail_down = set(fail_down)
-
-    def current_user(self):
-        return self.me
-
-    def down(self, name, purge=False):
-        self.calls.append(("down", name))
-        if name in self.fail_down:
-            raise SkyError(f"tearing down {name}: cloud API error")
-        if self.live_clusters.pop(name, None) is None:
-            raise NotFoundError(f"tearing down {name}: cluster {name} does not exist")
-
-    def serve_down(self, name, purge=False):
-        self.calls.append(("serve_down", name))
-        if name in self.fail_down:
-            raise SkyError(f"tearing down service {name}: controller error")
-        if self.live_services.pop(name, None) is None:
-            raise NotFoundError(f"tearing down service {name}: no such service")
-
-
 @pytest.fixture
 def sky(monkeypatch):
-    from launcher.sky import skyapi
-
-    fake = Sky()
-    monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
-    return fake
+    return FakeSky().install(monkeypatch)
 
 
 def record(name, kind="cluster", **extra) -> state.Record:
@@ -98,21 +67,21 @@ def test_down_of_a_cluster_that_is_already_gone_removes_the_record_and_says_so(s
 
 
 def test_a_launch_that_failed_before_any_cluster_existed_can_be_downed_and_the_name_reused(sky, openai_ok):
-    class NoCapacity(Sky):
+    class NoCapacity(FakeSky):
         def launch(self, config, cluster_name, **kw):
             raise SkyError(f"launching {cluster_name}: no capacity anywhere")  # nothing was created
 
     cat = catalog.load()
     failing = NoCapacity(openai_ok)
-    deployment = _deploy(cat, "gptoss-retry")
+    deployment = l4_deployment(cat, "gptoss-retry")
     with pytest.raises(SkyError, match="gptoss-sky down gptoss-retry"):
         lifecycle.launch(cat, failing, cat.model("20b"), deployment, progress=lambda m: None)
     with pytest.raises(UserError, match="already exists"):  # the name is taken until `down`
-        lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), deployment, progress=lambda m: None)
+        lifecycle.launch(cat, FakeSky(openai_ok), cat.model("20b"), deployment, progress=lambda m: None)
     result = invoke("down", "retry", "-y")
     assert result.exit_code == 0, result.stderr
     assert ("down", "gptoss-retry") in sky.calls and "already gone" in result.stdout
-    out = lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), deployment, progress=lambda m: None,
+    out = lifecycle.launch(cat, FakeSky(openai_ok), cat.model("20b"), deployment, progress=lambda m: None,
                            ready_timeout=10)
     assert out["name"] == "gptoss-retry" and state.load("gptoss-retry").state == "up"
 
@@ -122,9 +91,9 @@ def test_down_all_tries_everything_reports_each_and_exits_1_only_for_what_stayed
     record("gptoss-b-gone")  # SkyPilot has no such cluster
     record("gptoss-c-live")
     record("gptoss-d-svc", kind="service")
-    sky.live_clusters["gptoss-a-stale"] = {"name": "gptoss-a-stale", "status": "UP"}
-    sky.live_clusters["gptoss-c-live"] = {"name": "gptoss-c-live", "status": "UP"}
-    sky.live_services["gptoss-d-svc"] = {"name": "gptoss-d-svc", "status": "READY"}
+    sky.add_cluster("gptoss-a-stale")
+    sky.add_cluster("gptoss-c-live")
+    sky.add_service("gptoss-d-svc")
     sky.fail_down = {"gptoss-a-stale"}
     result = invoke("down", "--all", "-y", "--json")
     assert result.exit_code == 1
@@ -132,7 +101,7 @@ def test_down_all_tries_everything_reports_each_and_exits_1_only_for_what_stayed
     assert sorted(doc["removed"]) == ["gptoss-b-gone", "gptoss-c-live", "gptoss-d-svc"]
     assert [r["name"] for r in doc["results"] if not r["removed"]] == ["gptoss-a-stale"]
     assert "gptoss-a-stale" in result.stderr and "cloud API error" in result.stderr
-    assert "gptoss-c-live" not in sky.live_clusters and "gptoss-d-svc" not in sky.live_services
+    assert "gptoss-c-live" not in sky.raw_clusters and "gptoss-d-svc" not in sky.raw_services
     assert files() == {"deployments/gptoss-a-stale.json", "keys/gptoss-a-stale.key"}  # kept: it may bill
     purge = invoke("down", "a-stale", "-y", "--purge")
     assert purge.exit_code == 0, purge.stderr
@@ -177,21 +146,25 @@ def test_up_never_replaces_a_key_file_that_has_no_record(sky, openai_ok):
     orphan = state.key_path("gptoss-old")
     orphan.write_text("the key a running deployment still uses\n")
     with pytest.raises(UserError, match="forget gptoss-old"):
-        lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), _deploy(cat, "gptoss-old"), progress=lambda m: None)
+        lifecycle.launch(cat, FakeSky(openai_ok), cat.model("20b"), l4_deployment(cat, "gptoss-old"),
+                         progress=lambda m: None)
     assert orphan.read_text() == "the key a running deployment still uses\n" and files() == {"keys/gptoss-old.key"}
     assert invoke("forget", "old", "-y").exit_code == 0 and files() == set()
-    lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), _deploy(cat, "gptoss-old"), progress=lambda m: None,
-                     ready_timeout=10)
+    lifecycle.launch(cat, FakeSky(openai_ok), cat.model("20b"), l4_deployment(cat, "gptoss-old"),
+                     progress=lambda m: None, ready_timeout=10)
     assert state.load("gptoss-old").state == "up"
 
 
 # --- issue 10 item 7: a shared API server ----------------------------------------------------------------
 
+BOB = {"user_hash": "b0b0b0b0", "user_name": "bob"}
+ALICE = {"user_hash": "a11ce000", "user_name": "alice"}
+
+
 def test_someone_elses_service_is_shown_as_theirs_and_never_torn_down(sky):
-    sky.me = "bob"
-    sky.live_services["gptoss-svc-20b"] = {"name": "gptoss-svc-20b", "status": "READY", "owner": "alice",
-                                           "endpoint": "http://10.0.0.1:30001"}
-    sky.live_clusters["gptoss-mine"] = {"name": "gptoss-mine", "status": "UP", "owner": "bob"}
+    sky.me = BOB
+    sky.add_service("gptoss-svc-20b", **ALICE)
+    sky.add_cluster("gptoss-mine")  # bob's
     rows = {r["name"]: r for r in json.loads(invoke("status", "--json").stdout)}
     assert "owned by alice" in rows["gptoss-svc-20b"]["state"] and rows["gptoss-svc-20b"]["owner"] == "alice"
     down_all = invoke("down", "--all", "-y", "--json")
@@ -205,62 +178,57 @@ def test_someone_elses_service_is_shown_as_theirs_and_never_torn_down(sky):
     assert ("serve_down", "gptoss-svc-20b") not in sky.calls
     forced = invoke("down", "mine", "-y", "--force")  # bob's own, its record lost: by name, on purpose
     assert forced.exit_code == 0, forced.stderr
-    assert ("down", "gptoss-mine") in sky.calls and "gptoss-svc-20b" in sky.live_services
+    assert ("down", "gptoss-mine") in sky.calls and "gptoss-svc-20b" in sky.raw_services
 
 
 def test_ownership_follows_skypilots_user_hash_when_both_sides_carry_one(sky):
     sky.me = {"user_hash": "b0b0b0b0", "user_name": "ubuntu"}
-    sky.live_services["gptoss-svc-x"] = {"name": "gptoss-svc-x", "status": "READY",
-                                         "user_hash": "a11ce000", "user_name": "ubuntu"}  # same name, other user
-    sky.live_clusters["gptoss-y"] = {"name": "gptoss-y", "status": "UP", "user_hash": "b0b0b0b0",
-                                     "user_name": "ubuntu"}
+    sky.add_service("gptoss-svc-x", user_hash="a11ce000", user_name="ubuntu")  # same name, other user
+    sky.add_cluster("gptoss-y", user_hash="b0b0b0b0", user_name="ubuntu")
     refused = invoke("down", "svc-x", "-y", "--force")
     assert refused.exit_code == 2 and "belongs to ubuntu (SkyPilot user a11ce000)" in refused.stderr, refused.stderr
     result = invoke("down", "y", "-y", "--force")
     assert result.exit_code == 0, result.stderr
-    assert ("down", "gptoss-y") in sky.calls and "gptoss-svc-x" in sky.live_services
+    assert ("down", "gptoss-y") in sky.calls and "gptoss-svc-x" in sky.raw_services
 
 
 def test_a_stale_record_whose_name_another_user_now_runs_is_cleaned_without_touching_theirs(sky):
-    sky.me = "bob"
+    sky.me = BOB
     record("gptoss-svc-20b", kind="service")  # bob's, long gone
-    sky.live_services["gptoss-svc-20b"] = {"name": "gptoss-svc-20b", "status": "READY", "owner": "alice"}
+    sky.add_service("gptoss-svc-20b", **ALICE)
     row = json.loads(invoke("status", "--json").stdout)[0]
     assert row["state"] == "not found" and "alice" in row["note"]
     result = invoke("down", "--all", "-y")
     assert result.exit_code == 0, result.stderr
-    assert not any(c[0] == "serve_down" for c in sky.calls) and "gptoss-svc-20b" in sky.live_services
+    assert not any(c[0] == "serve_down" for c in sky.calls) and "gptoss-svc-20b" in sky.raw_services
     assert files() == set()
 
 
 # --- item 7: interrupts and concurrent launches -------------------------------------------------------------
 
-def _deploy(cat, name, service=False, **kw):
-    recipes = (render.recipes_mod.build(cat, cat.model("20b"), cat.gpu("L4"), 1),)
-    return lifecycle.deployment_for(name, recipes, service=service, **kw)
-
-
-class Interrupting(Sky):
-    """Ctrl-C at a chosen phase: 'before' (in the progress message before the launch call), 'launch'
+class Interrupting(FakeSky):
+    """Ctrl-C once, at a chosen phase: 'before' (in the progress message before the launch call), 'launch'
     (inside the launch call, after SkyPilot took the request), 'wait' (while waiting for the endpoint)."""
 
     def __init__(self, phase, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.phase = phase
 
-    def progress(self, message):
-        if self.phase == "before":
+    def _interrupt_at(self, phase):
+        if self.phase == phase:
+            self.phase = None  # the user pressed it once: later calls (status, down) answer
             raise KeyboardInterrupt
+
+    def progress(self, message):
+        self._interrupt_at("before")
 
     def launch(self, config, cluster_name, **kw):
-        self.calls.append(("launch", cluster_name))
-        self.live_clusters[cluster_name] = {"name": cluster_name, "status": "INIT"}
-        if self.phase == "launch":
-            raise KeyboardInterrupt
+        job_id = super().launch(config, cluster_name, **kw)  # SkyPilot took the request: the cluster exists
+        self._interrupt_at("launch")
+        return job_id
 
     def endpoint(self, name, port):
-        if self.phase == "wait":
-            raise KeyboardInterrupt
+        self._interrupt_at("wait")
         return super().endpoint(name, port)
 
 
@@ -273,7 +241,7 @@ def test_ctrl_c_at_each_phase_leaves_a_record_that_says_what_may_exist_and_down_
     fake = Interrupting(phase, openai_ok)
     monkeypatch.setattr(skyapi, "SkyPilotClient", lambda: fake)
     with pytest.raises(InterruptedLaunch, match="interrupted") as info:
-        lifecycle.launch(cat, fake, cat.model("20b"), _deploy(cat, "gptoss-cc"), progress=fake.progress)
+        lifecycle.launch(cat, fake, cat.model("20b"), l4_deployment(cat, "gptoss-cc"), progress=fake.progress)
     assert "gptoss-sky down gptoss-cc" in str(info.value)
     assert ("may still exist" in str(info.value)) == may_exist
     saved = state.load("gptoss-cc")
@@ -282,7 +250,7 @@ def test_ctrl_c_at_each_phase_leaves_a_record_that_says_what_may_exist_and_down_
     assert row["name"] == "gptoss-cc" and (row["state"] == "interrupted (nothing launched)") == (not may_exist)
     result = invoke("down", "cc", "-y")
     assert result.exit_code == 0, result.stderr
-    assert files() == set() and "gptoss-cc" not in fake.live_clusters
+    assert files() == set() and fake.clusters(["gptoss-cc"]) == []
     assert any(c == ("down", "gptoss-cc") for c in fake.calls) == may_exist  # nothing to ask SkyPilot
 
 
@@ -290,7 +258,7 @@ def test_two_ups_of_one_name_at_once_cannot_both_launch(openai_ok):
     cat = catalog.load()
     both_checked = threading.Barrier(2, timeout=10)
 
-    class Racing(Sky):
+    class Racing(FakeSky):
         def clusters(self, names=None):  # both pass the "is the name free?" check before either claims
             both_checked.wait()
             return super().clusters(names)
@@ -300,7 +268,7 @@ def test_two_ups_of_one_name_at_once_cannot_both_launch(openai_ok):
 
     def up(i):
         try:
-            outcomes[i] = lifecycle.launch(cat, fakes[i], cat.model("20b"), _deploy(cat, "gptoss-race"),
+            outcomes[i] = lifecycle.launch(cat, fakes[i], cat.model("20b"), l4_deployment(cat, "gptoss-race"),
                                            progress=lambda m: None, ready_timeout=10)
         except Exception as exc:  # noqa: BLE001 - the test inspects it
             outcomes[i] = exc
@@ -382,7 +350,7 @@ def test_gptoss_sky_home_that_is_a_file_or_unwritable_is_one_line(sky, tmp_path,
             assert invoke("status").exit_code == 0  # nothing there yet: no deployments
         _one_line_error(invoke("endpoint", "x"), code=(1, 2))  # a state fault, or no such deployment
         with pytest.raises(StateError, match="GPTOSS_SKY_HOME"):
-            lifecycle.launch(cat, Sky(openai_ok), cat.model("20b"), _deploy(cat, "gptoss-h"),
+            lifecycle.launch(cat, FakeSky(openai_ok), cat.model("20b"), l4_deployment(cat, "gptoss-h"),
                              progress=lambda m: None)
 
 
@@ -391,16 +359,16 @@ def test_unwritable_keys_or_deployments_fail_in_one_line_and_leave_no_orphan(sky
     cat = catalog.load()
     state.home().mkdir(parents=True)
     (state.home() / folder).symlink_to("/sys")  # the kernel refuses new files there, even to root
-    fake = Sky(openai_ok)
+    fake = FakeSky(openai_ok)
     with pytest.raises(StateError, match="cannot write .*GPTOSS_SKY_HOME"):
-        lifecycle.launch(cat, fake, cat.model("20b"), _deploy(cat, "gptoss-ro"), progress=lambda m: None)
+        lifecycle.launch(cat, fake, cat.model("20b"), l4_deployment(cat, "gptoss-ro"), progress=lambda m: None)
     assert fake.calls == []
     assert files() == set()  # no orphan key, no half record
 
 
 def test_a_missing_or_broken_key_file_is_one_line_for_bench_smoke_scale(sky):
     r = record("gptoss-nokey", kind="service", config={"service": {"replicas": 1}})
-    sky.live_services["gptoss-nokey"] = {"name": "gptoss-nokey", "status": "READY", "endpoint": "127.0.0.1:9"}
+    sky.add_service("gptoss-nokey")
     os.unlink(r.key_path)
     for args in (["bench", "nokey"], ["smoke", "nokey"], ["scale", "nokey", "--replicas", "2"]):
         result = invoke(*args)
@@ -414,21 +382,21 @@ def test_a_missing_or_broken_key_file_is_one_line_for_bench_smoke_scale(sky):
 
 def test_down_touches_only_recorded_deployments_and_names_how_to_force_the_others(sky):
     record("gptoss-recorded")
-    sky.live_clusters["gptoss-recorded"] = {"name": "gptoss-recorded", "status": "UP"}
-    sky.live_clusters["gptoss-stray"] = {"name": "gptoss-stray", "status": "UP"}  # no record here, owner unknown
+    sky.add_cluster("gptoss-recorded")
+    sky.add_cluster("gptoss-stray")  # no record here (this user's, launched from another machine)
     down_all = invoke("down", "--all", "-y", "--json")
     assert down_all.exit_code == 0, down_all.stderr
     doc = json.loads(down_all.stdout)
     assert doc["removed"] == ["gptoss-recorded"] and doc["unrecorded"] == [
-        {"name": "gptoss-stray", "kind": "cluster", "owner": None}]
-    assert "gptoss-stray" in sky.live_clusters and ("down", "gptoss-stray") not in sky.calls
+        {"name": "gptoss-stray", "kind": "cluster", "owner": "me"}]
+    assert "gptoss-stray" in sky.raw_clusters and ("down", "gptoss-stray") not in sky.calls
     named = invoke("down", "stray", "-y")
     assert named.exit_code == 2 and "no gptoss-sky record" in named.stderr and "--force" in named.stderr
-    assert "gptoss-stray" in sky.live_clusters
+    assert "gptoss-stray" in sky.raw_clusters
     assert invoke("down", "--all", "--force", "-y").exit_code == 2
     forced = invoke("down", "stray", "-y", "--force")
     assert forced.exit_code == 0, forced.stderr
-    assert "gptoss-stray" not in sky.live_clusters
+    assert "gptoss-stray" not in sky.raw_clusters
 
 
 @pytest.mark.parametrize("damage", ["folder", "bad json", "wrong types"])

@@ -273,5 +273,3 @@ def test_up_and_serve_name_checks_survive_corrupt_state(seeded, world):
                  ["serve", "20b", "--name", "svc-c", "--dryrun", "-y", "--json"]):
         check(args, world)
 
-
-from test_lifecycle import seeded  # noqa: E402,F401  (the fixture: an offline SkyPilot catalog)
