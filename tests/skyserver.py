@@ -35,10 +35,37 @@ def sky_executable() -> str:
     return found
 
 
-def free_port() -> int:
+def queue_manager_port(api_port: int) -> int:
+    """The internal request-queue port a SkyPilot API server on `api_port` also binds (SkyPilot 0.14's
+    mp_queue.get_queue_manager_port: it moves with the API server's port, modulo 10,000)."""
+    from sky.server import common
+    from sky.server.requests.queues import mp_queue
+
+    offset = api_port - common.DEFAULT_SERVER_PORT
+    if offset == 0:
+        return mp_queue.DEFAULT_QUEUE_MANAGER_PORT
+    return 50000 + (mp_queue.DEFAULT_QUEUE_MANAGER_PORT - 50000 + offset) % 10000
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A free port for an API server whose queue port is free too: on a shared machine another process
+    (another suite's server) may hold the queue port, and the server would then fail to start."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if _bindable(queue_manager_port(port)):
+            return port
+    raise RuntimeError("no free port whose SkyPilot queue port is free too, in 50 tries")
 
 
 def seed_catalogs(runtime_dir: Path) -> Path:

@@ -80,6 +80,17 @@ def test_a_new_user_whose_first_command_starts_the_api_server(tmp_path):
         skyserver.stop(server)
 
 
+def test_the_test_servers_port_leaves_its_queue_port_free_as_skypilot_computes_it(monkeypatch):
+    """A test server fails to start if another process holds its queue port (seen on a shared machine)."""
+    from sky.server.requests.queues import mp_queue
+
+    port = skyserver.free_port()
+    monkeypatch.setenv("SKYPILOT_API_SERVER_LOCAL_PORT", str(port))
+    assert skyserver.queue_manager_port(port) == mp_queue.get_queue_manager_port()
+    monkeypatch.setenv("SKYPILOT_API_SERVER_LOCAL_PORT", "46580")  # SkyPilot's default port
+    assert skyserver.queue_manager_port(46580) == mp_queue.get_queue_manager_port()
+
+
 def test_enabled_clouds_and_infra_are_the_api_servers(sky_server):
     """The client asks the server (a team server's clouds count), with Kubernetes contexts named as
     SkyPilot names them. The test process itself has no cloud credentials and no enabled clouds."""
