@@ -1,6 +1,8 @@
-"""Running the CLI in tests with stdout and stderr kept apart."""
+"""Running the CLI in tests with stdout and stderr kept apart, and with its wait for a deployment short."""
 
 from __future__ import annotations
+
+import functools
 
 from click.testing import CliRunner, Result
 
@@ -14,3 +16,11 @@ def invoke(*args: str) -> Result:
     except TypeError:
         runner = CliRunner()
     return runner.invoke(cli, list(args))
+
+
+def missed_failures_time_out(monkeypatch, seconds=120):
+    """`up`/`serve` wait `seconds` for the deployment instead of an hour: a failure the watch misses ends as
+    a timeout, whose cause the tests' cause asserts refuse (so no test times the command itself)."""
+    from launcher import lifecycle
+
+    monkeypatch.setattr(lifecycle, "launch", functools.partial(lifecycle.launch, ready_timeout=seconds))

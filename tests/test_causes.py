@@ -114,34 +114,34 @@ def _health(url: str, timeout: float = LONG_WAIT, **kwargs: object) -> tuple[smo
 
 
 def test_unresolvable_name_fails_at_once_naming_dns() -> None:
-    health, elapsed, notes = _health(DNS_FAILS)
-    assert not health.ok and elapsed < 10 and notes == []
+    health, _, notes = _health(DNS_FAILS)
+    assert not health.ok and notes == []  # no "waiting" note: not retried
     assert "cannot resolve host 'nonexistent.invalid'" in health.detail
 
 
 @pytest.mark.parametrize("url", ["ftp://x", "ftp://127.0.0.1:8000", "notaurl"])
 def test_bad_scheme_fails_at_once(url: str) -> None:
-    health, elapsed, notes = _health(url)
-    assert not health.ok and elapsed < 5 and notes == []
+    health, _, notes = _health(url)
+    assert not health.ok and notes == []
     assert "unsupported URL scheme" in health.detail and "use http:// or https://" in health.detail
 
 
 def test_tls_failure_fails_at_once_naming_tls(tls_url: str) -> None:
-    health, elapsed, notes = _health(tls_url)
-    assert not health.ok and elapsed < 10 and notes == []
+    health, _, notes = _health(tls_url)
+    assert not health.ok and notes == []
     assert health.detail.startswith(f"TLS handshake with {tls_url.removeprefix('https://')} failed")
     assert "certificate" in health.detail.lower()
 
 
 def test_https_to_a_plain_http_server_says_tls_and_suggests_http(server: FakeServer) -> None:
-    health, elapsed, _ = _health(server.url.replace("http://", "https://"))
-    assert not health.ok and elapsed < 10
+    health, _, notes = _health(server.url.replace("http://", "https://"))
+    assert not health.ok and notes == []
     assert "TLS handshake" in health.detail and "try http://" in health.detail
 
 
 def test_silent_server_times_out_once_not_for_the_whole_wait(silent_url: str) -> None:
-    health, elapsed, notes = _health(silent_url, request_timeout=0.5)
-    assert not health.ok and elapsed < 5 and notes == []
+    health, _, notes = _health(silent_url, request_timeout=0.5)
+    assert not health.ok and notes == []  # one request timed out, and was not retried
     assert "timed out within 0.5 s" in health.detail
 
 
@@ -150,8 +150,8 @@ def test_silent_server_times_out_once_not_for_the_whole_wait(silent_url: str) ->
     [(401, "needs the API key: the key was refused"), (404, "/health not found: wrong port or path")],
 )
 def test_401_and_404_fail_at_once_with_their_own_reason(status_server, status: int, expected: str) -> None:
-    health, elapsed, notes = _health(status_server(status))
-    assert not health.ok and elapsed < 5 and notes == []
+    health, _, notes = _health(status_server(status))
+    assert not health.ok and notes == []
     assert f"HTTP {status}" in health.detail and expected in health.detail
 
 
@@ -169,12 +169,11 @@ def test_refused_connection_is_retried_as_launching() -> None:
     assert len(notes) == 1 and "connection refused" in notes[0]
 
 
-def test_cli_smoke_of_an_unresolvable_name_is_quick_and_says_dns() -> None:
-    start = time.perf_counter()
+def test_cli_smoke_of_an_unresolvable_name_fails_at_once_and_says_dns() -> None:
     result = invoke("smoke", "--endpoint", DNS_FAILS, "--api-key", API_KEY, "--json")
-    assert time.perf_counter() - start < 10
     assert result.exit_code == 1
     assert "cannot resolve host" in result.stdout
+    assert "within" not in result.stdout  # ended by the cause, not by the wait running out
 
 
 # -- bench: the same causes, and --model only when the model list is the problem ------------------

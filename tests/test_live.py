@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from clitools import invoke
+from clitools import invoke, missed_failures_time_out
 from fakesky import FakeSky, skypilot_state
 from openai_server import API_KEY
 
@@ -83,6 +83,7 @@ def fast(monkeypatch):
     """Short poll intervals, so a test takes a fraction of a second per poll (the logic is the same)."""
     monkeypatch.setattr(watch, "POLL_S", 0.1)
     monkeypatch.setattr(watch, "DRAIN_S", 0.5)
+    missed_failures_time_out(monkeypatch)
 
 
 @pytest.fixture
@@ -145,10 +146,9 @@ def test_up_json_carries_the_node_phases_with_their_timestamps_and_status_keeps_
     assert status[0]["phases"] == doc["phases"]
 
 
-def _assert_failed_fast(result, started, cause, lines, limit=10.0):
-    elapsed = time.monotonic() - started
+def _assert_failed(result, cause, lines):
+    """Ended by `cause` (not by the wait running out: see missed_failures_time_out), with the log tail."""
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert elapsed < limit, f"took {elapsed:.1f} s"
     assert cause in result.stderr and not result.stderr.startswith("Traceback")
     assert "\nTraceback" not in result.stderr  # ours; the node's own one is indented in the log tail
     assert "gptoss-sky down gptoss-20b" in result.stderr
@@ -165,9 +165,8 @@ def test_a_failed_setup_ends_up_at_once_with_the_cause_and_the_last_20_lines(nod
     lines = [marker("install", t0, prefix="(setup pid=9) ")] + [f"(setup pid=9) pip: line {i}" for i in range(30)]
     lines.append("(setup pid=9) ERROR: No matching distribution found for vllm==9.9.9")
     node(lines=lines, final="FAILED_SETUP", answers=False)
-    started = time.monotonic()
     result = invoke("up", "20b", "-y", "--json")
-    doc = _assert_failed_fast(result, started, "setup failed on the node (job FAILED_SETUP)",
+    doc = _assert_failed(result, "setup failed on the node (job FAILED_SETUP)",
                               [ln for ln in lines])
     assert "pip: line 10" not in "\n".join(doc["log_tail"])  # only the last 20
     assert [p["name"] for p in doc["phases"]] == ["provision", "install"]
@@ -180,9 +179,8 @@ def test_a_crashing_engine_ends_up_at_once_even_while_the_job_still_runs(node, f
     lines = node_log(t0, upto="load") + ["(task, pid=4242) torch.OutOfMemoryError: CUDA out of memory",
                                          marker("engine_exit", t0 + 400, 1)]
     node(lines=lines, final=None, hang=True, answers=False)  # job RUNNING, log stream open: only the marker tells
-    started = time.monotonic()
     result = invoke("up", "20b", "-y", "--json")
-    doc = _assert_failed_fast(result, started, "the engine exited with code 1", lines)
+    doc = _assert_failed(result, "the engine exited with code 1", lines)
     assert "CUDA out of memory" in doc["log_tail"][-2]
 
 
@@ -191,20 +189,20 @@ def test_a_failed_job_with_a_stuck_log_stream_is_seen_within_30_s_at_the_real_po
     node(lines=lines, final="FAILED", hang=True, answers=False)
     started = time.monotonic()
     result = invoke("up", "20b", "-y", "--json")
-    _assert_failed_fast(result, started, "the job failed (FAILED)", lines, limit=30.0)
+    elapsed = time.monotonic() - started
+    _assert_failed(result, "the job failed (FAILED)", lines)
+    assert elapsed < 30, f"took {elapsed:.1f} s"  # the point: a few 5-s polls, not the log stream's end
 
 
 def test_a_job_that_ends_before_the_model_answers_ends_the_wait(node, fast):
     lines = [marker("engine_start", int(time.time())), "(task, pid=4242) engine stopped"]
     node(lines=lines, final="SUCCEEDED", answers=False)
-    started = time.monotonic()
     result = invoke("up", "20b", "-y", "--json")
-    _assert_failed_fast(result, started, "the job ended (SUCCEEDED) before the model answered", lines)
+    _assert_failed(result, "the job ended (SUCCEEDED) before the model answered", lines)
 
 
-def _serve_failed(result, started, cause):
+def _serve_failed(result, cause):
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert time.monotonic() - started < 10
     assert cause in result.stderr and "gptoss-sky down gptoss-svc-20b" in result.stderr
     doc = json.loads(result.stdout)
     assert cause in doc["cause"] and doc["ok"] is False
@@ -213,9 +211,8 @@ def _serve_failed(result, started, cause):
 
 def test_a_failed_service_controller_ends_serve_at_once(node, fast):
     node(services=[("CONTROLLER_INIT", []), ("CONTROLLER_FAILED", [])])
-    started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
-    _serve_failed(result, started, "the service controller failed (CONTROLLER_FAILED)")
+    _serve_failed(result, "the service controller failed (CONTROLLER_FAILED)")
     assert state.load("gptoss-svc-20b").state == "failed"
 
 
@@ -225,9 +222,8 @@ def test_no_replica_left_after_replicas_failed_ends_serve_with_the_replica_log(n
     node(services=[("REPLICA_INIT", [(1, "PROVISIONING")]), ("REPLICA_INIT", [(1, "STARTING")]),
                    ("REPLICA_INIT", [(1, "STARTING")]), ("NO_REPLICA", [])],
          replica_lines={1: replica_log})
-    started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
-    doc = _serve_failed(result, started, "no replica is left (NO_REPLICA)")
+    doc = _serve_failed(result, "no replica is left (NO_REPLICA)")
     assert "403 Forbidden" in result.stderr and any("403 Forbidden" in ln for ln in doc["log_tail"])
     replica_phases = [(p["name"], p.get("replica")) for p in doc["phases"] if p.get("replica")]
     assert replica_phases == [("provision", 1), ("install", 1), ("download", 1)]
@@ -237,9 +233,8 @@ def test_a_failed_replica_ends_serve_with_its_own_log(node, fast):
     node(services=[("REPLICA_INIT", [(1, "STARTING"), (2, "STARTING")]),
                    ("REPLICA_INIT", [(1, "STARTING"), (2, "FAILED")])],
          replica_lines={1: ["replica one is fine"], 2: ["bash: vllm: command not found"]})
-    started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
-    doc = _serve_failed(result, started, "replica 2 is FAILED")
+    doc = _serve_failed(result, "replica 2 is FAILED")
     assert doc["log_tail"] == ["bash: vllm: command not found"]
 
 
@@ -309,9 +304,8 @@ def test_a_busy_api_server_is_asked_again_but_a_gone_cluster_ends_the_wait(node,
     state.remove("gptoss-20b")
     fake = node(lines=[], final=None, hang=True, answers=False)
     fake.job_status = lambda name, job_id=None: (_ for _ in ()).throw(NotFoundError("cluster gone"))
-    started = time.monotonic()
     result = invoke("up", "20b", "-y", "--name", "gone")
-    assert result.exit_code == 1 and time.monotonic() - started < 10
+    assert result.exit_code == 1
     assert "cluster gone" in result.stderr and "gptoss-sky down gptoss-gone" in result.stderr
 
 
@@ -385,9 +379,8 @@ def test_fakesky_failed_setup_ends_up_with_the_cause_and_log(fakesky):
     t0 = int(time.time())
     log = [marker("install", t0, prefix="(setup pid=7) ")] + [f"(setup pid=7) line {i}" for i in range(25)]
     fakesky.job_script = [("PENDING", []), ("SETTING_UP", log[:5]), ("FAILED_SETUP", log[5:])]
-    started = time.monotonic()
     result = invoke("up", "20b", "-y", "--json")
-    assert result.exit_code == 1 and time.monotonic() - started < 10, result.stdout + result.stderr
+    assert result.exit_code == 1, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert doc["cause"] == "setup failed on the node (job FAILED_SETUP)" and doc["log_tail"] == log[-20:]
 
@@ -414,6 +407,5 @@ def test_fakesky_crashing_engine_ends_up(fakesky):
 ])
 def test_fakesky_service_terminal_states_end_serve_at_once(fakesky, script, cause):
     fakesky.service_script = script
-    started = time.monotonic()
     result = invoke("serve", "20b", "-y", "--json")
-    _serve_failed(result, started, cause)
+    _serve_failed(result, cause)

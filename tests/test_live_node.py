@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import invoke
+from clitools import invoke, missed_failures_time_out
 from fakesky import FakeSky
 from openai_server import API_KEY
 
@@ -157,6 +157,7 @@ def node_env(seeded, server, monkeypatch, tmp_path):
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
     monkeypatch.setattr(watch, "POLL_S", 0.2)
     monkeypatch.setattr(watch, "DRAIN_S", 2.0)
+    missed_failures_time_out(monkeypatch)
     runners = []
 
     def make(**extra_env):
@@ -190,10 +191,8 @@ def test_up_follows_the_real_node_scripts_to_answering(node_env):
 
 def test_a_real_setup_that_fails_ends_up_with_its_own_error(node_env):
     node_env(STUB_HF_FAIL="1")
-    started = time.monotonic()
     result = invoke("up", "20b", "--gpu", "A100", "-y", "--json", "--no-smoke")
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert time.monotonic() - started < 30
     doc = json.loads(result.stdout)
     assert doc["cause"] == "setup failed on the node (job FAILED_SETUP)"
     assert any("RepositoryNotFoundError" in line for line in doc["log_tail"])
@@ -202,10 +201,8 @@ def test_a_real_setup_that_fails_ends_up_with_its_own_error(node_env):
 
 def test_a_real_run_whose_engine_crashes_ends_up_with_the_engine_log(node_env):
     node_env(STUB_CRASH="1")
-    started = time.monotonic()
     result = invoke("up", "20b", "--gpu", "A100", "-y", "--json", "--no-smoke")
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert time.monotonic() - started < 30
     doc = json.loads(result.stdout)
     assert doc["cause"] == "the engine exited with code 1"
     assert any("CUDA out of memory" in line for line in doc["log_tail"])

