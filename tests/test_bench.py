@@ -146,7 +146,8 @@ def test_cli_json_has_the_documented_keys(server: FakeServer) -> None:
     assert [lv["concurrency"] for lv in document["levels"]] == [1, 2]
     for lv in document["levels"]:
         assert keys <= lv.keys()
-        assert lv["usd_per_million_output_tokens"] == pytest.approx(3.6 / (lv["output_tokens_per_s"] * 3600) * 1e6, rel=1e-3)
+        per_million = 3.6 / (lv["output_tokens_per_s"] * 3600) * 1e6
+        assert lv["usd_per_million_output_tokens"] == pytest.approx(per_million, rel=1e-3)
     assert document["recommended_target_qps_per_replica"] > 0
     assert document["model"] == MODEL  # read from /v1/models
     assert API_KEY not in result.stdout
@@ -273,7 +274,8 @@ def _chunked(body_parts: list[bytes]) -> bytes:
     return out + b"0\r\nx-trailer: 1\r\n\r\n"
 
 
-STREAM = [_event(""), _event(" a"), _event(" b") + _event(" c"), _event("", {"completion_tokens": 3}), b"data: [DONE]\n\n"]
+STREAM = [_event(""), _event(" a"), _event(" b") + _event(" c"), _event("", {"completion_tokens": 3}),
+          b"data: [DONE]\n\n"]
 
 
 @pytest.mark.parametrize("pieces", [[1], [7], [3, 50, 1], [100000]])

@@ -66,7 +66,7 @@ def test_no_enabled_infra_is_a_problem_with_the_sky_check_fix():
 def test_stale_catalogs_are_found_and_fresh_ones_pass(tmp_path):
     now = 1_800_000_000.0
     paths = {c: tmp_path / c / "vms.csv" for c in ("aws", "gcp")}
-    for cloud, path in paths.items():
+    for path in paths.values():
         path.parent.mkdir()
         path.write_text("InstanceType,AcceleratorName\n")
     os.utime(paths["aws"], (now - 90 * 86400, now - 90 * 86400))

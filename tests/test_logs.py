@@ -53,7 +53,8 @@ def sky(monkeypatch):
 def test_cluster_logs_are_the_job_log_printed_line_by_line(sky):
     result = invoke("logs", "a", "--tail", "50")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["gptoss-sky phase setup 1764530000", "INFO:     Started server process [4242]",
+    assert result.stdout.splitlines() == ["gptoss-sky phase setup 1764530000",
+                                          "INFO:     Started server process [4242]",
                                           "(APIServer pid=4242) INFO: Route: /v1/chat/completions"]
     assert sky.calls == [("tail_logs", "gptoss-a", None, False, 50)]
 

@@ -57,7 +57,8 @@ def test_up_safeguard_dryrun_is_valid_skypilot_yaml_downloading_its_pin():
 
 def test_model_source_serves_a_fine_tune_sized_as_its_base():
     sha = "0123456789abcdef0123456789abcdef01234567"
-    result = invoke("up", "20b", "--gpu", "H100", "--dryrun", "--json", "--model-source", f"acme/gpt-oss-20b-legal@{sha}")
+    result = invoke("up", "20b", "--gpu", "H100", "--dryrun", "--json",
+                    "--model-source", f"acme/gpt-oss-20b-legal@{sha}")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     config = yaml.safe_load(doc["yaml"])

@@ -83,11 +83,11 @@ def test_check_catches_a_stale_and_a_leftover_file(tmp_path):
 def test_engine_commands_cover_every_file_and_gpu_choice():
     result = CliRunner().invoke(cli, ["render", "--engine-commands"])
     lines = result.output.splitlines()
-    headers = [l for l in lines if l.startswith("# ")]
-    commands = [l for l in lines if not l.startswith("# ")]
+    headers = [line for line in lines if line.startswith("# ")]
+    commands = [line for line in lines if not line.startswith("# ")]
     assert len(headers) == len(commands)
-    assert all(c.startswith(("vllm serve openai/gpt-oss-", "python -m gptoss_guard sglang.launch_server --model-path openai/"))
-               for c in commands)
+    starts = ("vllm serve openai/gpt-oss-", "python -m gptoss_guard sglang.launch_server --model-path openai/")
+    assert all(c.startswith(starts) for c in commands)
     assert {h.split()[1] for h in headers} == set(COMMITTED)
     any_120b = [h for h in headers if h.startswith("# tasks/120b-any.sky.yaml")]
     assert len(any_120b) >= 6  # one command per GPU the optimizer may pick

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
@@ -69,11 +70,11 @@ def test_tool_server_flag_reaches_both_engines_and_demo_installs_gpt_oss():
         assert "gpt-oss" in config["setup"] and "runs model-written code" in config["setup"]
 
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _known_flags(name: str) -> set[str]:
-    return {l.strip() for l in (FIXTURES / name).read_text().splitlines() if l.startswith("--")}
+    return {line.strip() for line in (FIXTURES / name).read_text().splitlines() if line.startswith("--")}
 
 
 def _emitted_flags(engine: str) -> set[str]:
@@ -108,7 +109,8 @@ def _sglang_config_merger():
     try:
         dist = importlib.metadata.distribution("sglang")
     except importlib.metadata.PackageNotFoundError:
-        raise AssertionError("sglang is not installed: pip install --no-deps sglang==0.5.23 (as .ci/run does)")
+        raise AssertionError("sglang is not installed: pip install --no-deps sglang==0.5.23 "
+                             "(as .ci/run does)") from None
     assert dist.version == "0.5.23", dist.version
     path = dist.locate_file("sglang/srt/utils/server_args_config_parser.py")
     spec = importlib.util.spec_from_file_location("sglang_config_merger", path)
