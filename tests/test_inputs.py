@@ -28,7 +28,8 @@ def tripwires(monkeypatch):
                           (skyapi, ["list_gpu_offers", "list_gpu_offers_from_snapshot", "enabled_clouds",
                                     "SkyPilotClient", "optimize"]),
                           (smoke, ["smoke"]), (bench, ["bench", "first_model"]), (evals, ["run_eval"]),
-                          (lifecycle, ["connection_for", "launch", "scale", "status", "recorded_targets", "named_target"])):
+                          (lifecycle, ["connection_for", "launch", "scale", "status", "recorded_targets",
+                                       "named_target"])):
         for name in names:
             monkeypatch.setattr(module, name, tripped, raising=False)
 

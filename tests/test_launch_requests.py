@@ -13,13 +13,12 @@ import json
 import pytest
 from clitools import invoke
 from openai_server import API_KEY
-from test_lifecycle import seeded  # noqa: F401 - a fixture
 
 from launcher.sky import state
 
 
 @pytest.fixture
-def held(seeded, server, monkeypatch):  # noqa: F811
+def held(seeded, server, monkeypatch):
     from fakesky import FakeSky
 
     monkeypatch.setattr(state.secrets, "token_urlsafe", lambda n: API_KEY)
@@ -95,7 +94,7 @@ def test_a_request_that_already_ended_is_not_cancelled_and_nothing_left_is_said_
     assert not any(c[0] == "cancel" for c in held.calls)
 
 
-def test_up_on_an_unreachable_kubernetes_context_fails_with_that_cause_before_anything(seeded, monkeypatch):  # noqa: F811
+def test_up_on_an_unreachable_kubernetes_context_fails_with_that_cause_before_anything(seeded, monkeypatch):
     from fakesky import FakeSky
 
     sky = FakeSky(enabled_infra=["kubernetes/ctx"]).install(monkeypatch)
@@ -108,7 +107,7 @@ def test_up_on_an_unreachable_kubernetes_context_fails_with_that_cause_before_an
 
 
 @pytest.mark.parametrize("command", ["plan", "up"])
-def test_infra_that_cannot_open_the_engines_port_is_refused_and_never_offered(seeded, command):  # noqa: F811
+def test_infra_that_cannot_open_the_engines_port_is_refused_and_never_offered(seeded, command):
     result = invoke(command, "20b", "--infra", "slurm", *(["-y"] if command == "up" else []))
     assert result.exit_code == 2, result.stdout + result.stderr
     assert "Opening ports is not supported in Slurm" in result.stderr and result.stdout == ""
