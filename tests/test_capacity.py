@@ -157,7 +157,8 @@ def test_bad_input_is_one_line_exit_2_no_traceback(args, needle):
 @pytest.mark.parametrize(
     "model, profile, changed, printed, kv_gib",
     [  # printed by vLLM 0.26.0 on an H200, max_model_len 131072 (benchmarks/gpu/records/*.json; the cg512 row:
-       # records/startup-2026-11-30/records.tar.xz, lane0/r3/run.log). `changed`: the flags that run had on top of the profile.
+       # records/startup-2026-11-30/records.tar.xz, lane0/r3/run.log).
+       # `changed`: the flags that run had on top of the profile.
         ("20b", "balanced", {}, 33.02, 111.57),
         ("20b", "bare", {}, 33.12, 111.91),
         ("20b", "latency", {"max_cudagraph_capture_size": 2048}, 33.72, 113.9),   # measured before latency got 512

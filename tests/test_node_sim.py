@@ -588,9 +588,9 @@ def test_uv_keeps_the_fixed_path_of_a_venv_made_through_it(tmp_path):
 
 
 def test_phases_from_a_real_vllm_log_split_compile_from_the_silent_warmup(tmp_path):
-    """vLLM 0.26.0's own log of a warm 20b start on an H200 (benchmarks/gpu/records/startup-2026-11-30, as data), replayed
-    by the stub engine: the markers come in launch order, and `warmup` separates torch.compile (22 s there) from
-    the 117 s in which vLLM printed nothing before "Profiling CUDA graph memory"."""
+    """vLLM 0.26.0's own log of a warm 20b start on an H200 (benchmarks/gpu/records/startup-2026-11-30, as data),
+    replayed by the stub engine: the markers come in launch order, and `warmup` separates torch.compile (22 s there)
+    from the 117 s in which vLLM printed nothing before "Profiling CUDA graph memory"."""
     node, blocks = _setup_node(tmp_path, "tasks/20b-h200.sky.yaml")
     with tarfile.open("benchmarks/gpu/records/startup-2026-11-30/records.tar.xz") as tar:  # the run's records, as data
         recorded = tar.extractfile("./lane0/r2/run.log").read().decode().splitlines()
