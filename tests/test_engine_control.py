@@ -32,14 +32,18 @@ def no_pricing(monkeypatch):
     ("-tp 2", "set from the GPU count"),
     ("--max-num-seqs 8 --enable-prefix-caching", "one flag per --engine-arg"),
     ("max-num-seqs 8", "give one flag and its values"),
-    ("--chat-template 'unclosed", "No closing quotation"),
+    ("--lora-modules 'unclosed", "No closing quotation"),  # several values: shell-quoted
     # values vLLM 0.32.0's own parser refuses (catalogs/engines/options/vllm-0.32.0.values.json)
     ("--kv-cache-dtype fp9", "--kv-cache-dtype fp9: vllm 0.32.0 allows auto, bfloat16"),
     ("--max-num-seqs many", "wants an integer"),
-    ("--gpu-memory-utilization high", "wants a number"),
+    ("--gpu-memory-utilization high", "wants a finite number"),
+    ("--gpu-memory-utilization nan", "wants a finite number"),  # argparse's float() takes nan and inf
+    ("--gpu-memory-utilization inf", "wants a finite number"),
     ("--enable-prefix-caching yes", "is a switch in vllm 0.32.0: it takes no value"),
     ("--max-num-seqs", "needs a value"),
-    ("--max-num-seqs 1 2", "takes one value"),
+    ("--max-num-seqs 1 2", "wants an integer"),  # one value, taken whole
+    ("--chat-template-content-format string --max-num-seqs 8", "one flag per --engine-arg"),
+    ("--chat-template a\rb", "control characters"),  # YAML would turn \r into a line break
     ("-dp 2", "long --spelling"),
 ])
 def test_bad_engine_args_are_refused_before_pricing(no_pricing, arg, says):

@@ -11,10 +11,12 @@ Imports no click/rich/sky.
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -75,8 +77,6 @@ def option_list(engine: Engine) -> tuple[set[str], str]:
 
 def _value_rules(list_path: Any) -> dict[str, Any]:
     """What each flag takes (value or not, choices, int/float), dumped from the engine's own argparse."""
-    import json
-
     rules_path = list_path.with_name(list_path.stem + ".values.json")
     if not rules_path.is_file():
         return {}
@@ -109,16 +109,19 @@ def _check_values(flag: str, values: list[str], rule: Mapping[str, Any], where: 
         kind = {"int": int, "float": float}.get(rule.get("type", ""))
         if kind is not None:
             try:
-                kind(value)
+                finite = math.isfinite(kind(value))
             except ValueError:
-                wanted = "an integer" if kind is int else "a number"
-                raise UserError(f"--engine-arg {flag} {value}: {where} wants {wanted}") from None
+                finite = False
+            if not finite:
+                wanted = "an integer" if kind is int else "a finite number"
+                raise UserError(f"--engine-arg {flag} {value}: {where} wants {wanted}")
 
 
 def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """['--max-num-seqs 128', '--enable-prefix-caching'] -> ({max_num_seqs: 128, ...}, warnings).
 
-    Each --engine-arg is one flag and its values, shell-quoted as on a command line."""
+    Each --engine-arg is one flag, then its value after a space or '=', which reaches the engine as written
+    (JSON, quotes, `*`, spaces and newlines kept; see `split_engine_arg`)."""
     known, listed_version = option_list(engine)
     listed = engine.option_list_path().with_name(f"{engine.engine}-{listed_version}.txt")
     rules = _value_rules(listed)
@@ -128,16 +131,7 @@ def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, An
                      f"(no list for {engine.version})")
     options: dict[str, Any] = {}
     for arg in args:
-        try:
-            words = shlex.split(arg)
-        except ValueError as exc:
-            raise UserError(f"--engine-arg {arg!r}: {exc}") from None
-        if not words or not words[0].startswith("-"):
-            raise UserError(f"--engine-arg {arg!r}: give one flag and its values, e.g. '--max-num-seqs 128'")
-        flag, _, inline = words[0].partition("=")
-        values = ([inline] if inline else []) + words[1:]
-        if any(v.startswith("--") for v in values):
-            raise UserError(f"--engine-arg {arg!r}: one flag per --engine-arg (repeat the option)")
+        flag, values = split_engine_arg(arg, rules, known)
         why = engine.reserved_flags.get(flag)
         if why:
             raise UserError(f"--engine-arg {flag} is set by gptoss-sky: {why}")
@@ -159,13 +153,92 @@ def parse_engine_args(engine: Engine, args: Sequence[str]) -> tuple[dict[str, An
     return options, notes
 
 
-def _scalar(text: str) -> Any:
-    """'128' -> 128, '0.95' -> 0.95, anything else unchanged: the capacity plan reads numbers."""
-    for kind in (int, float):
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def split_engine_arg(arg: str, rules: Mapping[str, Any] | None = None,
+                     known: Collection[str] = ()) -> tuple[str, list[str]]:
+    """'--FLAG VALUE' or '--FLAG=VALUE' -> (flag, values), each value exactly as the engine must see it.
+
+    The value is everything after the flag's '=' or first spaces, as written: JSON (`{"temperature": 0.5}`),
+    `["*"]`, quotes inside it, `*`, spaces and newlines stay. Only a value that is, as a whole, one
+    shell-quoted word ('...' or "...") loses those outer quotes, as a shell would. A flag the engine takes
+    several values for (nargs) splits them at spaces with shell quoting, unless the value is one JSON document."""
+    if _CONTROL.search(arg):
+        raise UserError(f"--engine-arg {arg!r}: control characters (other than newline and tab) cannot reach "
+                        "the engine's command line")
+    match = re.match(r"\s*(-[^\s=]*)(=|\s+|$)", arg)
+    if not match or match.group(1) in ("-", "--"):
+        raise UserError(f"--engine-arg {arg!r}: give one flag and its values, e.g. '--max-num-seqs 128'")
+    flag, rest = match.group(1), arg[match.end():]
+    if not rest and match.group(2) != "=":
+        return flag, []
+    json_document = _is_json_document(rest)
+    several = ((rules or {}).get(flag) or {}).get("nargs") not in (None, "?")
+    if _one_quoted_word(rest) or (several and not json_document):
         try:
-            return kind(text)
+            values = shlex.split(rest)
+        except ValueError as exc:
+            raise UserError(f"--engine-arg {arg!r}: {exc}") from None
+    else:
+        values = [rest]
+    another = None if json_document else next(
+        (w for v in values for w in v.split() if w.startswith("--") and w.partition("=")[0] in known), None)
+    if another:
+        raise UserError(f"--engine-arg {arg!r}: one flag per --engine-arg (repeat the option for {another})")
+    return flag, values
+
+
+def _one_quoted_word(text: str) -> bool:
+    """`'a b'` or `"{...}"`: the whole text is one shell word, in quotes."""
+    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0]:
+        return False
+    try:
+        return len(shlex.split(text)) == 1
+    except ValueError:
+        return False
+
+
+def _is_json_document(text: str) -> bool:
+    if text.lstrip()[:1] not in ("{", "["):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Int(int):
+    """An integer read from --engine-arg that keeps its spelling on the command line."""
+
+    text = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Float(float):
+    """A number read from --engine-arg that keeps its spelling ('1e-1' stays '1e-1', not '0.1')."""
+
+    text = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _scalar(text: str) -> Any:
+    """'128' -> 128, '0.95' -> 0.95 (finite numbers), anything else unchanged: the capacity plan reads numbers,
+    while the command line gets the value as written (str() of the number is its spelling)."""
+    for kind in (_Int, _Float):
+        try:
+            number = kind(text)
         except ValueError:
             continue
+        if not math.isfinite(number):
+            return text
+        number.text = text
+        return number
     return text
 
 

@@ -75,9 +75,12 @@ class Recipe:
         """The command line, shell-quoted, with `$SKYPILOT_NUM_GPUS_PER_NODE` (and `$HOME` in the key file's
         path) left for the shell inside double quotes."""
         words = self.engine_argv(tp)
-        auth = self.engine.api_key_config
-        expanded = {TP_PLACEHOLDER, auth["path"] if auth else TP_PLACEHOLDER}
-        return " ".join(f'"{w}"' if w in expanded else shlex.quote(w) for w in words)
+        spec, auth = self.engine.command, self.engine.api_key_config
+        # by position, not by value: a user's --engine-arg that spells "$HOME/..." reaches the engine as written
+        expanded = {words.index(spec["tensor_parallel_flag"]) + 1} if tp == TP_PLACEHOLDER else set()
+        if auth:
+            expanded.add(len(words) - 1)
+        return " ".join(f'"{w}"' if i in expanded else shlex.quote(w) for i, w in enumerate(words))
 
 
 def options_to_argv(options: Mapping[str, Any]) -> list[str]:
