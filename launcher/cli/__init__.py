@@ -14,6 +14,7 @@ import sys
 import click
 
 from launcher import __version__
+from launcher.cli import redact
 from launcher.errors import GptossSkyError
 
 
@@ -25,6 +26,10 @@ class _Group(click.Group):
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        with redact.masking():  # no key or secret in anything printed, whoever said it
+            self._main(args, prog_name, complete_var, **extra)
+
+    def _main(self, args, prog_name, complete_var, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:

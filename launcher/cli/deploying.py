@@ -9,6 +9,7 @@ import yaml
 
 from launcher import lifecycle
 from launcher import phases as phases_mod
+from launcher.cli import redact
 from launcher.cli._common import (
     json_option,
     money,
@@ -42,6 +43,8 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     engine = catalog.engine(plan_args["engine"])
     user_envs = engine_control.parse_envs(envs, engine)
     user_secrets = engine_control.parse_secrets(secrets, engine)
+    for value in user_secrets.values():
+        redact.add(value)  # whatever SkyPilot or the node echoes back
     try:  # before the seconds of pricing
         full_name = state.validate_name(name or f"{kind_prefix(kind)}{m.short}")
     except UserError as exc:

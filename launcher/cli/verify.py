@@ -20,6 +20,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from launcher.cli import redact
 from launcher.cli._common import (
     endpoint_url,
     json_option,
@@ -96,10 +97,12 @@ def resolve_target(
         if not api_key:
             raise UserError(f"--api-key-file {api_key_file} is empty")
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    redact.add(api_key)
     if name:
         from launcher.lifecycle import connection_for
 
         connection = connection_for(name)
+        redact.add(connection.api_key)  # a record's key may live outside the state folder
         return Target(
             connection.base_url,
             api_key or connection.api_key,
