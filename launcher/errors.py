@@ -15,7 +15,7 @@
                              or needs `sky api login`)
   + EndpointError            an endpoint could not be reached or answered wrongly (exit 1)
   + StateError               gptoss-sky's own state folder cannot be read or written, or a record or key
-                             file in it is damaged (exit 1)
+                             file in it is damaged (exit 2: the local setup)
   + InterruptedLaunch        Ctrl-C during a launch, after the SkyPilot request was cancelled or left
                              running as the user chose (exit 130)
 """
@@ -95,6 +95,8 @@ class EndpointError(GptossSkyError):
 
 class StateError(GptossSkyError):
     """The local state (records, keys, lock) cannot be read or written, or a file in it is damaged."""
+
+    exit_code = 2
 
 
 class InterruptedLaunch(GptossSkyError):

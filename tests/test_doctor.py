@@ -78,12 +78,12 @@ def test_stale_catalogs_are_found_and_fresh_ones_pass(tmp_path):
     assert doctor.check_catalogs(("aws", "gcp"), "2026-11", lambda c: str(paths[c]), now).level == doctor.OK
 
 
-def test_key_file_readable_by_others_is_a_problem_and_exit_1():
+def test_key_file_readable_by_others_is_a_problem_and_exit_2():
     key = state.new_key("gptoss-leaky")
     os.chmod(key, 0o644)
     result = invoke("doctor", "--json")
     checks = _by_name(json.loads(result.stdout))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert checks["key files"]["level"] == "problem" and checks["key files"]["fix"] == f"chmod 600 {key}"
     os.chmod(key, 0o600)
     checks = _by_name(json.loads(invoke("doctor", "--json").stdout))
@@ -95,7 +95,7 @@ def test_state_directory_that_cannot_be_written_is_a_problem(monkeypatch, tmp_pa
     blocker.write_text("")
     monkeypatch.setenv("GPTOSS_SKY_HOME", str(blocker / "gptoss-sky"))  # fails even for root
     result = invoke("doctor")
-    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
     assert "state directory" in result.stdout and "not writable" in result.stdout
     assert "GPTOSS_SKY_HOME" in result.stdout  # the fix
 

@@ -1,11 +1,14 @@
 """Bad arguments, for every command and option: exit 2, one line naming the option and what is allowed,
-no traceback, nothing on stdout, and rejected before any pricing, SkyPilot request or HTTP request.
+no traceback, nothing on stdout (with --json, the one error document), and rejected before any pricing,
+SkyPilot request or HTTP request.
 
 Every seam that costs time or touches something (the price readers, enabled infra, the SkyPilot client,
 the smoke/bench/eval runners) is replaced by a tripwire, so a case that gets past validation fails.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from clitools import invoke
@@ -180,7 +183,10 @@ def test_bad_argument_is_one_line_exit_2_before_any_work(argv, words):
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert "Traceback" not in result.stderr and "Exception" not in result.stderr
-    assert result.stdout == ""
+    if "--json" in argv:  # the one document says the same
+        assert json.loads(result.stdout) == {"error": lines[0].removeprefix("Error: "), "exit_code": 2}
+    else:
+        assert result.stdout == ""
 
 
 def test_every_command_and_numeric_option_is_covered():
@@ -216,5 +222,6 @@ def test_plan_without_offers_exits_2_with_and_without_json(monkeypatch):
     table = invoke("plan", "20b", "--clouds", "lambda")
     as_json = invoke("plan", "20b", "--clouds", "lambda", "--json")
     assert table.exit_code == as_json.exit_code == 2
-    assert table.stdout == as_json.stdout == ""
+    assert table.stdout == ""
+    assert json.loads(as_json.stdout)["error"].startswith("no offer for 20b on lambda")
     assert "no offer for 20b on lambda" in as_json.stderr and len(as_json.stderr.strip().splitlines()) == 1

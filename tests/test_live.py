@@ -329,11 +329,13 @@ def test_on_a_terminal_the_view_is_a_rich_live_of_phases(node, fast, monkeypatch
     assert "✓" in shown and "gptoss-20b" in shown
 
 
-def test_json_failure_document_is_only_for_launch_failures_not_bad_input(node, fast):
+def test_json_failure_document_of_bad_input_is_the_error_alone(node, fast):
     node(lines=node_log(int(time.time())))
     assert invoke("up", "20b", "-y", "--no-smoke", "--json").exit_code == 0
     again = invoke("up", "20b", "-y", "--no-smoke", "--json")  # the name is taken: the user must change it
-    assert again.exit_code == 2 and again.stdout == "" and "already" in again.stderr
+    assert again.exit_code == 2 and "already" in again.stderr
+    document = json.loads(again.stdout)  # no launch document (nothing launched): the error and its code
+    assert document["exit_code"] == 2 and "already" in document["error"] and set(document) == {"error", "exit_code"}
 
 
 def test_the_record_has_the_phases_while_the_launch_is_still_running(node, fast):

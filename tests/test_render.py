@@ -72,7 +72,7 @@ def test_check_catches_a_stale_and_a_leftover_file(tmp_path):
     victim.write_text(victim.read_text().replace("--max-model-len 32768", "--max-model-len 9999"))
     (tmp_path / "services" / "old-gpu.sky.yaml").write_text(f"# old\n{render.MARKER} from catalogs/\nname: x\n")
     result = CliRunner().invoke(cli, ["render", "--check", "--root", str(tmp_path), "--no-validate"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "tasks/20b-l4.sky.yaml" in result.output and "services/old-gpu.sky.yaml" in result.output
     fixed = CliRunner().invoke(cli, ["render", "--root", str(tmp_path), "--no-validate"])
     assert fixed.exit_code == 0
@@ -168,7 +168,7 @@ def test_render_never_deletes_or_overwrites_a_file_it_did_not_generate(tmp_path)
     assert result.exit_code == 2 and "services/20b-l4.sky.yaml" in result.output and "Traceback" not in result.output
     assert taken.read_text() == "name: hand-tuned\n" and "--max-model-len 9999" in stale.read_text()
     check = CliRunner().invoke(cli, ["render", "--check", "--root", str(tmp_path), "--no-validate"])
-    assert check.exit_code == 1 and "services/20b-l4.sky.yaml" in check.output
+    assert check.exit_code == 2 and "services/20b-l4.sky.yaml" in check.output
 
 
 def test_render_defaults_to_the_checkout_not_the_current_directory(tmp_path, monkeypatch):

@@ -162,8 +162,9 @@ def test_the_cli_prints_a_multi_line_skypilot_message_whole_on_stderr(monkeypatc
     state.save(state.Record(name="gptoss-a", kind="cluster", model="gpt-oss-20b", served_model="openai/gpt-oss-20b",
                             key_path="/nonexistent", created=0))
     result = CliRunner(mix_stderr=False).invoke(cli, ["status", "--json"])
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 1
     assert "reading cluster status: Failed to get AWS user identity.\nTo fix: run `aws configure`" in result.stderr
+    assert json.loads(result.stdout) == {"error": f"reading cluster status: {TWO_LINES}", "exit_code": 1}  # whole
     assert "Traceback" not in result.stderr
 
 

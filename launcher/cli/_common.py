@@ -29,8 +29,32 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("json_", "--json", is_flag=True, help="Print one JSON document on stdout.")(func)
 
 
+_json = {"printed": False}
+
+
 def print_json(document: Any) -> None:
-    click.echo(json.dumps(document, indent=2, default=str))
+    """The command's one document; NaN and infinities become null (JSON has neither)."""
+    _json["printed"] = True
+    click.echo(json.dumps(_finite(document), indent=2, default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_printed() -> bool:
+    """Whether this command already printed its document (the CLI's error path then prints none)."""
+    return _json["printed"]
+
+
+def reset_json() -> None:
+    _json["printed"] = False
 
 
 def positive_int(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -122,7 +122,7 @@ def render(check, engine_commands, root, no_validate, engine):
         if stale:
             click.echo(f"stale: {', '.join(stale)}; run `gptoss-sky render --root {root}`", err=True)
         if taken or stale:
-            return 1
+            return 2  # the checkout is out of date: the local setup, not a failure elsewhere
         click.echo(f"{len(rendered)} files up to date")
         return 0
     changed = render_mod.write_all(root, rendered)

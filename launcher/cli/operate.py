@@ -36,7 +36,8 @@ _COLOUR = {"ok": "green", "warning": "yellow", "problem": "red"}
 @json_option
 def doctor(engine, json_):
     """Check what a launch needs: SkyPilot and its API server, enabled infra, catalog age, the state
-    directory and key files, the engine's CUDA/driver needs. Exit 1 when something is a problem."""
+    directory and key files, the engine's CUDA/driver needs. Exit 2 when this machine's setup has a
+    problem, 1 when only a remote API server does."""
     from launcher.operate import doctor as doctor_mod
     from launcher.plan import catalog as catalog_mod
     from launcher.sky import skyapi
@@ -50,7 +51,10 @@ def doctor(engine, json_):
             stdout.print(f"[{_COLOUR[c.level]}]{c.level:>7}[/]  [bold]{c.name}[/]: {c.detail}", markup=True)
             if c.fix and c.level != "ok":
                 stdout.print(f"{'':>9}fix: {c.fix}", markup=False)
-    return 1 if any(c.level == "problem" for c in checks) else 0
+    problems = [c for c in checks if c.level == "problem"]
+    if not problems:
+        return 0
+    return 2 if any(not c.remote for c in problems) else 1  # this machine's setup first: fix that before the server
 
 
 COMMANDS = [logs, doctor]

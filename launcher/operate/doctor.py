@@ -30,6 +30,7 @@ class Check:
     level: str  # ok | warning | problem
     detail: str
     fix: str | None = None
+    remote: bool = False  # a problem of a server elsewhere (exit 1), not of this machine's setup (exit 2)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +71,7 @@ def check_api_server(info: Callable[[], dict[str, Any]] = skyapi.api_server_info
                      "`sky api start` to start it now")
     return Check("skypilot api server", PROBLEM, f"remote API server {found['url']} does not answer",
                  "check the URL and network (`sky api info`), `sky api login -e URL`, or `sky api logout` "
-                 "to use a local server")
+                 "to use a local server", remote=True)
 
 
 def check_infra(enabled: Callable[[], Sequence[str]]) -> Check:
