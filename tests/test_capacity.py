@@ -115,7 +115,7 @@ def test_120b_on_one_h100_fits_bare_from_vllm_0_26_and_the_recipe_gets_more_kv()
 
 def test_weights_beyond_the_budget_do_not_fit_and_say_so():
     result = CliRunner().invoke(cli, ["capacity", "120b", "--gpu", "L40S", "--context", "8192"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the input asks for what vLLM would refuse to start
     assert "does not fit" in result.output and "exceed" in result.output and "44.42 GiB" in result.output
 
 

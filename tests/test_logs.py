@@ -93,3 +93,15 @@ def test_a_cluster_gone_from_skypilot_is_an_error_line_not_a_traceback(sky):
     assert result.exit_code == 1 and "gone from SkyPilot" in result.stderr and "Traceback" not in result.stderr
     # the advice is what gptoss-sky does: `down` removes the record, `status` never deletes one
     assert "`gptoss-sky down gptoss-a` removes its record" in result.stderr and "status` cleans" not in result.stderr
+
+
+def test_the_hint_for_a_deployment_gone_from_skypilot_is_a_command_that_clears_it(monkeypatch):
+    """The hint used to say `status` cleans up the record, which status never does."""
+    from fakesky import FakeSky
+
+    FakeSky().install(monkeypatch)  # SkyPilot has no cluster gptoss-a
+    _record("gptoss-a", "cluster")
+    result = invoke("logs", "a")
+    assert result.exit_code == 1 and "`gptoss-sky down gptoss-a` removes its record" in result.stderr
+    assert invoke("down", "a", "-y").exit_code == 0  # doing what the hint says does it
+    assert not state.exists("gptoss-a")

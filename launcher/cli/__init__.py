@@ -95,6 +95,7 @@ def _register() -> None:
 
     for module in (catalog_cmds, planning, deploying, inspecting, teardown, verify, operate):
         for command in module.COMMANDS:
+            _common.guard_every_parameter(command)
             cli.add_command(command)
 
 

@@ -70,6 +70,57 @@ def positive_number(ctx: click.Context, param: click.Parameter, value: Any) -> A
     return value
 
 
+def seconds_up_to(limit: float) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback for seconds: a finite number above 0 and at most `limit` (beyond it a sleep or a socket
+    timeout overflows, and no wait that long is meant)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and not (0 < value <= limit):
+            raise click.BadParameter(f"must be seconds above 0 and at most {limit:g}, got {value}")
+        return value
+    return check
+
+
+def at_most(limit: int) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback for a positive count with a ceiling (a request longer than any context, say)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and not (0 < value <= limit):
+            raise click.BadParameter(f"must be a positive integer of at most {limit}, got {value}")
+        return value
+    return check
+
+
+def guard_every_parameter(command: click.Command) -> None:
+    """The checks every command's parameters get, whoever declared them: a text value is not empty (an
+    empty --name, --api-key or --model used to fall back to a default silently), a number is finite."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.is_flag:
+            continue
+        if isinstance(param.type, click.types.StringParamType):
+            param.callback = _chained(_not_empty, param.callback)
+        elif isinstance(param.type, click.types.FloatParamType):
+            param.callback = _chained(_finite_number, param.callback)
+
+
+def _chained(first: Callable[..., Any], then: Callable[..., Any] | None) -> Callable[..., Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        value = first(ctx, param, value)
+        return then(ctx, param, value) if then else value
+    return callback
+
+
+def _not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    for item in value if isinstance(value, (list, tuple)) else (value,):
+        if isinstance(item, str) and not item.strip():
+            raise click.BadParameter("must not be empty")
+    return value
+
+
+def _finite_number(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 def non_negative_number(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Prices: a finite number, zero allowed (hardware you already own)."""
     if value is not None and not (value >= 0 and math.isfinite(value)):
@@ -137,6 +188,17 @@ def _is_ipv6(host: str) -> bool:
         return ipaddress.ip_address(host).version == 6
     except ValueError:
         return False
+
+
+def check_context(model: Any, context: int | None) -> None:
+    """--context within the model's range: below min_context not even the smoke test's request (its prompt
+    plus 1024 output tokens) fits; above max_position_embeddings the model has no positions."""
+    from launcher.errors import UserError
+
+    top = model.architecture.max_position_embeddings
+    if context is not None and not model.min_context <= context <= top:
+        raise UserError(f"--context {context} is out of range for {model.name}: allowed {model.min_context}..{top} "
+                        f"tokens (shorter holds no request)")
 
 
 def parse_gpu_spec(catalog: Any, spec: str) -> tuple[Any, int | None]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from launcher.cli._common import json_option, parse_gpu_spec, positive_int, print_json, stdout
+from launcher.cli._common import check_context, json_option, parse_gpu_spec, positive_int, print_json, stdout
 from launcher.errors import UserError
 from launcher.node import render as render_mod
 from launcher.plan import capacity as capacity_mod
@@ -31,10 +31,11 @@ def capacity(model, gpu_spec, context, kv_cache_dtype, gpu_memory_utilization, m
     """How much KV cache MODEL gets on GPU[:N] and how many max-length requests it holds.
 
     Prints the "Maximum concurrency for M tokens per request" that vLLM prints at startup, and says
-    "does not fit" (exit 1) where vLLM would refuse to start.
+    "does not fit" (exit 2: the input asks for what cannot start) where vLLM would refuse to start.
     """
     catalog = catalog_mod.load()
     m = catalog.model(model)
+    check_context(m, context)  # the range plan, up and serve allow: shorter holds no request
     gpu, count = parse_gpu_spec(catalog, gpu_spec)
     count = count or 1
     engine = catalog.engine("vllm")
@@ -56,7 +57,7 @@ def capacity(model, gpu_spec, context, kv_cache_dtype, gpu_memory_utilization, m
         print_json(cap.to_dict())
     else:
         _print_capacity(cap)
-    return 0 if cap.fits else 1
+    return 0 if cap.fits else 2
 
 
 def _print_capacity(cap: capacity_mod.Capacity) -> None:

@@ -43,6 +43,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     engine = catalog.engine(plan_args["engine"])
     user_envs = engine_control.parse_envs(envs, engine)
     user_secrets = engine_control.parse_secrets(secrets, engine)
+    engine_control.check_no_overlap(user_envs, user_secrets)
     for value in user_secrets.values():
         redact.add(value)  # whatever SkyPilot or the node echoes back
     try:  # before the seconds of pricing
@@ -92,7 +93,7 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
                                        on_interrupt=_interrupt_choice(on_interrupt, yes, json_, view))
         except GptossSkyError as exc:
             if json_ and not isinstance(exc, UserError):  # the launch failed: the one JSON document says
-                # what failed, as the error line on stderr does (bad input keeps stdout empty)
+                # what failed, as the error line on stderr does (bad input: the CLI's {"error"} document)
                 print_json({"name": full_name, "kind": kind, "ok": False, "error": str(exc),
                             "cause": getattr(exc, "cause", str(exc)), "log_tail": getattr(exc, "log_tail", []),
                             "phases": getattr(exc, "phases", None) or _recorded_phases(full_name)})

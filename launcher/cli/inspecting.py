@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from launcher import lifecycle
-from launcher.cli._common import json_option, money, print_json, stderr, table_console
+from launcher.cli._common import json_option, money, print_json, seconds_up_to, stderr, table_console
 from launcher.errors import UserError
 from launcher.plan import catalog as catalog_mod
 from launcher.sky import state
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 @click.command("status")
 @click.argument("names", nargs=-1)
 @click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between --watch refreshes.")
-@click.option("--window", type=float, default=2.0, show_default=True,
+@click.option("--interval", type=float, default=5.0, show_default=True, callback=seconds_up_to(3600),
+              help="Seconds between --watch refreshes.")
+@click.option("--window", type=float, default=2.0, show_default=True, callback=seconds_up_to(600),
               help="Seconds between the two /metrics reads that tokens/s is measured over.")
 @click.option("--no-metrics", is_flag=True, help="Skip reading the engines' /metrics.")
 @json_option
@@ -33,8 +34,6 @@ def status(names, watch, interval, window, no_metrics, json_):
 
     if watch and json_:
         raise UserError("--watch refreshes a table; it does not combine with --json")
-    if interval <= 0 or window <= 0:
-        raise UserError("--interval and --window must be positive seconds")
     wanted = [state.validate_name(n) for n in names]
     client = skyapi.SkyPilotClient()
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from launcher.cli._common import json_option, money, parse_gpu_spec, positive_int, print_json, stderr, table_console
+from launcher.cli._common import (
+    check_context,
+    json_option,
+    money,
+    parse_gpu_spec,
+    positive_int,
+    print_json,
+    stderr,
+    table_console,
+)
 from launcher.cli.options import plan_options
 from launcher.errors import UserError
 from launcher.plan import catalog as catalog_mod
@@ -30,11 +39,7 @@ def resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_ver
             stderr.print(f"[yellow]warning[/]: --model-source {model_source} is not pinned: the node downloads "
                          "whatever `main` is then; give REPO@COMMIT to pin it")
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
-    if context is not None:
-        top = m.architecture.max_position_embeddings
-        if not m.min_context <= context <= top:
-            raise UserError(f"--context {context} is out of range for {m.name}: allowed {m.min_context}..{top} "
-                            "tokens")
+    check_context(m, context)
     cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds is not None else None
     names, pin = plan_mod.check_infra(cloud_list, infra)
     chosen = [pin[0]] if pin else names or []

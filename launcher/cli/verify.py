@@ -22,6 +22,7 @@ from rich.table import Table
 
 from launcher.cli import redact
 from launcher.cli._common import (
+    at_most,
     endpoint_url,
     json_option,
     non_negative_int,
@@ -29,6 +30,7 @@ from launcher.cli._common import (
     positive_int,
     positive_number,
     print_json,
+    seconds_up_to,
     stderr,
     stdout,
 )
@@ -38,6 +40,9 @@ from launcher.verify import evals as evals_lib
 from launcher.verify import smoke as smoke_lib
 
 API_KEY_ENV = "GPTOSS_SKY_API_KEY"
+WEEK_S = 7 * 24 * 3600  # the longest wait any timeout here may ask for
+LONGEST_CONTEXT = 131072  # a prompt or an output longer than gpt-oss's context cannot be served
+MOST_REQUESTS = 100_000  # per level; concurrency no more than that either
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ def _ms(seconds: float | None) -> str:
     type=float,
     default=smoke_lib.DEFAULT_WAIT_TIMEOUT_S,
     show_default=True,
-    callback=positive_number,
+    callback=seconds_up_to(WEEK_S),
     metavar="S",
     help="Seconds to wait for the model to finish loading (503 or connection refused).",
 )
@@ -138,7 +143,7 @@ def _ms(seconds: float | None) -> str:
     type=float,
     default=smoke_lib.DEFAULT_REQUEST_TIMEOUT_S,
     show_default=True,
-    callback=positive_number,
+    callback=seconds_up_to(WEEK_S),
     metavar="S",
     help="Seconds one probe may take.",
 )
@@ -192,8 +197,8 @@ def _concurrency_list(ctx: click.Context, param: click.Parameter, value: str) ->
         levels = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers like 1,8,32, got {value!r}") from None
-    if not levels or any(level <= 0 for level in levels):
-        raise click.BadParameter(f"expected positive integers like 1,8,32, got {value!r}")
+    if not levels or any(not 0 < level <= MOST_REQUESTS for level in levels):
+        raise click.BadParameter(f"expected positive integers (at most {MOST_REQUESTS}) like 1,8,32, got {value!r}")
     return levels
 
 
@@ -219,14 +224,14 @@ def _price(value: float | None) -> str:
 @click.option(
     "--requests",
     type=int,
-    callback=positive_int,
+    callback=at_most(MOST_REQUESTS),
     metavar="N",
     help="Requests per level [default: max(4 x concurrency, 16)].",
 )
-@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True, callback=positive_int,
-              metavar="I", help="Prompt length in tokens (approximate).")
+@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True,
+              callback=at_most(LONGEST_CONTEXT), metavar="I", help="Prompt length in tokens (approximate).")
 @click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True,
-              callback=positive_int, metavar="O", help="Output tokens per request (ignore_eos).")
+              callback=at_most(LONGEST_CONTEXT), metavar="O", help="Output tokens per request (ignore_eos).")
 @click.option("--price-per-hour", type=float, callback=non_negative_number, metavar="P",
               help="$/hour of the deployment [default: from the deployment record].")
 @click.option("--ttft-target-ms", type=float, callback=positive_number, metavar="T",
@@ -234,7 +239,7 @@ def _price(value: float | None) -> str:
 @click.option("--tpot-target-ms", type=float, callback=positive_number, metavar="T",
               help="TPOT p50 target for the target_qps_per_replica recommendation.")
 @click.option("--request-timeout", type=float, default=bench_lib.DEFAULT_REQUEST_TIMEOUT_S, show_default=True,
-              callback=positive_number, metavar="S", help="Seconds one request may take.")
+              callback=seconds_up_to(WEEK_S), metavar="S", help="Seconds one request may take.")
 @click.option(
     "--client",
     "client_kind",

@@ -19,13 +19,13 @@ def lines(client: SkyClient, name: str, *, follow: bool = False, replica: int | 
 
     A service without --replica reads its first READY replica (else its first one)."""
     record = state.load(name)
-    if record.kind == "cluster":
-        if replica is not None:
-            raise UserError(f"{name} is a single cluster: --replica applies only to services (`gptoss-sky serve`)")
-        source = client.tail_logs(name, None, follow=follow, tail=tail)
-    else:
-        source = client.serve_logs(name, _replica_id(client, name, replica), follow=follow, tail=tail)
-    try:
+    if record.kind == "cluster" and replica is not None:
+        raise UserError(f"{name} is a single cluster: --replica applies only to services (`gptoss-sky serve`)")
+    try:  # SkyPilot may say the cluster or service is gone when asked, or after some lines
+        if record.kind == "cluster":
+            source = client.tail_logs(name, None, follow=follow, tail=tail)
+        else:
+            source = client.serve_logs(name, _replica_id(client, name, replica), follow=follow, tail=tail)
         for line in source:
             yield line.rstrip("\n")
     except NotFoundError as exc:

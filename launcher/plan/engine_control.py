@@ -270,6 +270,15 @@ def parse_secrets(names: Sequence[str], engine: Engine) -> dict[str, str]:
     return out
 
 
+def check_no_overlap(envs: Mapping[str, str], secrets: Mapping[str, str]) -> None:
+    """A variable is an --env (in the YAML, shown) or a --secret (never shown), not both: SkyPilot would keep
+    one of the two values, and a secret's value could land in the YAML as an env."""
+    both = sorted(set(envs) & set(secrets))
+    if both:
+        raise UserError(f"--env {both[0]} and --secret {both[0]}: give a variable as one or the other "
+                        "(--secret keeps its value out of the YAML, records and output)")
+
+
 def _check_name(option: str, name: str, engine: Engine) -> None:
     if not ENV_NAME.fullmatch(name):
         raise UserError(f"{option} {name!r}: a variable name is letters, digits and '_', not starting with a digit")
