@@ -69,7 +69,7 @@ class _Group(click.Group):
             if code is None or (isinstance(exc, GptossSkyError) and os.environ.get("GPTOSS_SKY_DEBUG")):
                 raise
             click.echo(_message(exc), err=True)
-            if self._wants_json(argv) and not _common.json_printed():
+            if (_common.json_wanted() or self._wants_json(argv)) and not _common.json_printed():
                 _common.print_json({"error": _message(exc).removeprefix("Error: "), "exit_code": code})
             sys.exit(code)
         sys.exit(rv if isinstance(rv, int) else 0)

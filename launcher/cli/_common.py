@@ -26,10 +26,18 @@ stderr = Console(stderr=True, highlight=False)
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """`--json`: one JSON document on stdout and nothing else (dest `json_`, as in simonw/llm)."""
-    return click.option("json_", "--json", is_flag=True, help="Print one JSON document on stdout.")(func)
+    return click.option("json_", "--json", is_flag=True, is_eager=True, callback=_note_json,
+                        help="Print one JSON document on stdout.")(func)
 
 
-_json = {"printed": False}
+def _note_json(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Read before the other parameters (eager), so a bad value after it still gets the error document."""
+    if value:
+        _json["wanted"] = True
+    return value
+
+
+_json = {"printed": False, "wanted": False}
 
 
 def print_json(document: Any) -> None:
@@ -53,8 +61,13 @@ def json_printed() -> bool:
     return _json["printed"]
 
 
+def json_wanted() -> bool:
+    """Whether click read --json (False too when parsing stopped before it got there)."""
+    return _json["wanted"]
+
+
 def reset_json() -> None:
-    _json["printed"] = False
+    _json["printed"] = _json["wanted"] = False
 
 
 def positive_int(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
