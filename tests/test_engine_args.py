@@ -17,12 +17,14 @@ import subprocess
 
 import pytest
 import yaml
+from catalog_argv import expected_argv
 from clitools import invoke
 from nodesim import Node
-from test_node_sim import KEY, expected_argv
-from test_sglang import _known_flags, _sglang_config_merger
+from sglang_parts import known_flags, sglang_config_merger
 
 from launcher.plan import catalog
+
+KEY = "sk-engine-args-7d2c4e1f0a"
 
 TEMPLATE = "{% for m in messages %}\n  <|{{ m['role'] }}|> \"{{ m.content }}\" * it's\n{% endfor %}\n"
 
@@ -135,9 +137,9 @@ def test_sglang_receives_them_as_typed_through_its_config_merger(tmp_path):
     switches = {w for i, w in enumerate(argv) if w.startswith("--") and (i + 1 == len(argv) or argv[i + 1][:2] == "--")}
     parser = argparse.ArgumentParser(prog="sglang.launch_server", add_help=False, exit_on_error=False,
                                      allow_abbrev=False)
-    for flag in sorted(_known_flags("sglang-0.5.23-flags.txt")):
+    for flag in sorted(known_flags("sglang-0.5.23-flags.txt")):
         parser.add_argument(flag, action="store_true" if flag in switches else "store")
-    merged = _sglang_config_merger()(parser).merge_config_with_args(argv[3:])
+    merged = sglang_config_merger()(parser).merge_config_with_args(argv[3:])
     parsed = vars(parser.parse_args(merged))
     assert parsed["api_key"] == KEY  # the key file still merges in beside them
     for _, flag, value in SGLANG_ARGS:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from catalog_argv import expected_argv
 from nodesim import NVIDIA_SMI_NAMES, Node, phases
 
 from launcher.node import render
@@ -30,49 +31,6 @@ KEY = "sk-nodesim-3c1f5e0b9a"
 # The any-GPU file of each model and engine (a service's run block is its task's: test_node_scripts dedups)
 ANY_FILES = ["tasks/20b-any.sky.yaml", "tasks/120b-any.sky.yaml",
              "tasks/20b-any-sglang.sky.yaml", "services/120b-any-sglang.sky.yaml"]
-
-
-def _raw(path: str) -> dict:
-    return yaml.safe_load((CATALOGS / path).read_text())
-
-
-def _flags(options: dict) -> list[str]:
-    out = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            out.append(flag)
-        elif value is False:
-            out.append("--no-" + key.replace("_", "-"))
-        else:
-            out += [flag, str(value)]
-    return out
-
-
-def expected_argv(engine: str, model: str, gpu: str, count: int, home: Path) -> list[str]:
-    """The engine command for the default profile, from catalogs/engines/<engine>.yaml and models.yaml."""
-    e = _raw(f"engines/{engine}.yaml")
-    m = next(v for v in _raw("models.yaml")["models"].values() if v["hf_repo"] == f"openai/gpt-oss-{model}")
-    generation = _raw("gpus.yaml")["gpus"][gpu]["generation"]
-    c = e["command"]
-    argv = list(c["program"])
-    argv += [c["model_flag"], m["hf_repo"]] if c["model_flag"] else [m["hf_repo"]]
-    argv += [c["revision_flag"], m["revision"]]
-    argv += [c["served_name_flag"], *(m["served_names"] if c["served_names_multiple"] else m["served_names"][:1])]
-    # the planner's context for this GPU and count (capacity is its own concern, tested in test_capacity)
-    cat = catalog.load()
-    context = recipes.build(cat, cat.model(model), cat.gpu(gpu), count, engine=engine).max_model_len
-    argv += [c["host_flag"], "0.0.0.0", c["port_flag"], str(e["port"]), c["tensor_parallel_flag"], str(count),
-             c["context_flag"], str(context)]
-    options = {**e["common_options"], **e["generations"][generation]["options"]}
-    for o in e["overrides"]:
-        if (o["model"], o["gpu"], o["tensor_parallel_size"]) == (f"gpt-oss-{model}", gpu, count):
-            options.update(o["options"])
-    options.update(e["profiles"][e["default_profile"]]["options"])
-    argv += _flags(options) + list(c.get("guard_flags") or [])
-    if e["api_key_config"]:
-        argv += [e["api_key_config"]["flag"], e["api_key_config"]["path"].replace("$HOME", str(home))]
-    return argv
 
 
 def _blocks(path: str) -> dict:

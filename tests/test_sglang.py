@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from sglang_parts import known_flags, sglang_config_merger
 
 from launcher.cli import cli
 from launcher.node import render
@@ -73,10 +74,6 @@ def test_tool_server_flag_reaches_both_engines_and_demo_installs_gpt_oss():
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _known_flags(name: str) -> set[str]:
-    return {line.strip() for line in (FIXTURES / name).read_text().splitlines() if line.startswith("--")}
-
-
 def _emitted_flags(engine: str) -> set[str]:
     result = CliRunner(mix_stderr=False).invoke(cli, ["render", "--engine-commands", "--engine", engine])
     assert result.exit_code == 0
@@ -88,35 +85,15 @@ def test_every_sglang_flag_exists_in_the_pinned_sglang():
     # Regression: SGLang's recipe flag --cuda-graph-max-bs is ambiguous (removed) in 0.5.23.
     emitted = _emitted_flags("sglang")
     assert "--cuda-graph-max-bs" not in emitted
-    assert emitted <= _known_flags("sglang-0.5.23-flags.txt"), emitted - _known_flags("sglang-0.5.23-flags.txt")
+    assert emitted <= known_flags("sglang-0.5.23-flags.txt"), emitted - known_flags("sglang-0.5.23-flags.txt")
 
 
 def test_every_vllm_flag_exists_in_the_pinned_vllm():
     # Regression: recipes still use --cuda-graph-sizes (removed) and --cuda-graph-capture-size (never a flag).
     emitted = _emitted_flags("vllm")
-    known = _known_flags("vllm-0.32.0-flags.txt")
+    known = known_flags("vllm-0.32.0-flags.txt")
     assert "--cuda-graph-sizes" not in known and "--cuda-graph-capture-size" not in known
     assert emitted <= known, emitted - known
-
-
-def _sglang_config_merger():
-    """SGLang 0.5.23's own ConfigArgumentMerger, loaded from the installed wheel's file by path: the module
-    needs only argparse and yaml, while importing the sglang package would pull torch. CI installs the wheel
-    without dependencies (.ci/run)."""
-    import importlib.metadata
-    import importlib.util
-
-    try:
-        dist = importlib.metadata.distribution("sglang")
-    except importlib.metadata.PackageNotFoundError:
-        raise AssertionError("sglang is not installed: pip install --no-deps sglang==0.5.23 "
-                             "(as .ci/run does)") from None
-    assert dist.version == "0.5.23", dist.version
-    path = dist.locate_file("sglang/srt/utils/server_args_config_parser.py")
-    spec = importlib.util.spec_from_file_location("sglang_config_merger", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ConfigArgumentMerger
 
 
 def _sglang_parser():
@@ -124,7 +101,7 @@ def _sglang_parser():
     import argparse
 
     parser = argparse.ArgumentParser(prog="sglang.launch_server", add_help=False, exit_on_error=False)
-    for flag in sorted(_known_flags("sglang-0.5.23-flags.txt")):
+    for flag in sorted(known_flags("sglang-0.5.23-flags.txt")):
         if flag != "--config":
             parser.add_argument(flag)
     parser.add_argument("--config")
@@ -158,7 +135,7 @@ def test_sglang_reads_the_key_file_through_its_own_config_merger(tmp_path):
     # (printing the key into the job log).
     key = "sk-test-0123456789abcdef"
     path = _written_key_file(tmp_path, key)
-    merger = _sglang_config_merger()(_sglang_parser())
+    merger = sglang_config_merger()(_sglang_parser())
     argv = merger.merge_config_with_args(["--model-path", "openai/gpt-oss-20b", "--config", str(path)])
     assert argv == ["--api-key", key, "--model-path", "openai/gpt-oss-20b"]
     assert _sglang_parser().parse_args(argv).api_key == key
@@ -172,7 +149,7 @@ def test_the_old_key_spelling_is_what_sglang_rejects(tmp_path):
 
     old = tmp_path / "old.yaml"
     old.write_text('api_key: "sk-x"\n')
-    argv = _sglang_config_merger()(_sglang_parser()).merge_config_with_args(["--config", str(old)])
+    argv = sglang_config_merger()(_sglang_parser()).merge_config_with_args(["--config", str(old)])
     assert argv == ["--api_key", "sk-x"]
     with pytest.raises((argparse.ArgumentError, SystemExit)):
         _sglang_parser().parse_args(argv)
