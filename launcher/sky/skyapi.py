@@ -400,7 +400,8 @@ def _stream_lines(action: str, call: Callable[[io.TextIOBase], Any]) -> Iterator
 
 
 REQUEST_ACTIVE = ("PENDING", "WAITING", "RUNNING")  # sky.server.requests.requests.RequestStatus
-CANCEL_WAIT_S = 10.0  # how long a cancelled request may take to show as CANCELLED
+CANCEL_WAIT_S = 20.0  # how long a cancelled request may take to show as CANCELLED
+CANCEL_RECHECK_S = 3.0  # cancel again when it still reads active this long after a cancel
 # SkyPilot's retry loop (`retry_until_up`; the SkyServe controller always retries): the line it logs
 # before sleeping, e.g. "↺ Retry after 30s  View logs: sky logs --provision sky-serve-controller-…".
 _RETRY_LINE = re.compile(r"Retry after \d+s")
@@ -678,16 +679,24 @@ class SkyPilotClient:
         import sky
         from sky.client import sdk
 
-        if self.request_status(request_id) not in REQUEST_ACTIVE:
-            return self.request_status(request_id)
-        with _sky_call(f"cancelling SkyPilot request {request_id}"):
-            sky.get(sdk.api_cancel([request_id], silent=True))
-        deadline = time.monotonic() + CANCEL_WAIT_S  # the server ends the request's process, then says so
+        status = self.request_status(request_id)
+        if status not in REQUEST_ACTIVE:
+            return status
+        # SkyPilot 0.14's executor parks a request that raised its retry error as WAITING without
+        # looking at its state first, so a cancel that lands just before that is overwritten and
+        # the request retries on. Cancel again while it still reads active, until the deadline.
+        deadline = time.monotonic() + CANCEL_WAIT_S
         while True:
-            status = self.request_status(request_id)
-            if status not in REQUEST_ACTIVE or time.monotonic() >= deadline:
+            with _sky_call(f"cancelling SkyPilot request {request_id}"):
+                sky.get(sdk.api_cancel([request_id], silent=True))
+            recheck = time.monotonic() + CANCEL_RECHECK_S
+            while time.monotonic() < min(recheck, deadline):
+                time.sleep(0.5)
+                status = self.request_status(request_id)
+                if status not in REQUEST_ACTIVE:
+                    return status
+            if time.monotonic() >= deadline:
                 return status
-            time.sleep(0.5)
 
     def kubernetes_unreachable(self, context: str | None) -> str | None:
         """Why the API server cannot reach this Kubernetes context (None = its default one), in
