@@ -59,9 +59,11 @@ FAULTS = {
 class FakeConfig:
     faults: set[str] = field(default_factory=set)
     loading_503s: int = 0  # /health answers 503 this many times, then 200
+    max_model_len: int | None = None  # listed by /v1/models when set (vLLM lists it; None: not listed)
     ttft_s: float = 0.0  # /v1/completions: delay before the first token
     itl_s: float = 0.0  # /v1/completions: delay between tokens
     completions_seen: int = 0
+    prompts_seen: list[str] = field(default_factory=list)  # /v1/completions prompts, in arrival order
     flavor: str = "vllm"  # "sglang": SGLang's OpenAI server (reasoning_content, owned_by sglang)
     chat_itl_s: float = 0.01  # chat streams: delay between chunks (one chunk = CHAT_CHUNK_TOKENS tokens)
     unauthenticated: list[str] = field(default_factory=list)  # "METHOD /path" that got past the guard
@@ -75,6 +77,8 @@ class FakeConfig:
         self.ttft_s = 0.0
         self.itl_s = 0.0
         self.completions_seen = 0
+        self.prompts_seen = []
+        self.max_model_len = None
 
 
 CHAT_CHUNK_TOKENS = 5  # like vLLM's --stream-interval 5: each streamed chunk stands for 5 tokens
@@ -135,8 +139,10 @@ def build_app(config: FakeConfig) -> Any:
         if "non_json_models" in config.faults:
             return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
         model_id = "some/other-model" if "wrong_model" in config.faults else MODEL
-        return JSONResponse({"object": "list", "data": [{"id": model_id, "object": "model",
-                                                          "owned_by": config.flavor}]})
+        card: dict[str, Any] = {"id": model_id, "object": "model", "owned_by": config.flavor}
+        if config.max_model_len is not None:
+            card["max_model_len"] = config.max_model_len  # as vLLM lists it
+        return JSONResponse({"object": "list", "data": [card]})
 
     def reasoning_fields(text: str) -> dict[str, str]:
         if "no_reasoning" in config.faults:
@@ -272,6 +278,7 @@ def build_app(config: FakeConfig) -> Any:
         if (invalid := _missing(body, "prompt")) is not None:
             return invalid
         config.completions_seen += 1
+        config.prompts_seen.append(str(body["prompt"]))
         if "completions_500_half" in config.faults and config.completions_seen % 2 == 0:
             return JSONResponse({"error": {"message": "internal error", "code": 500}}, 500)
         max_tokens = int(body.get("max_tokens") or 16)

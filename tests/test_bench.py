@@ -157,7 +157,7 @@ def test_cli_table_and_exit_1_on_errors(server: FakeServer) -> None:
     server.config.faults = {"completions_500_half"}
     result = invoke(
         "bench", "--endpoint", server.url, "--api-key", API_KEY, "--concurrency", "2", "--requests", "4",
-        "--input-len", "8", "--output-len", "4",
+        "--input-len", "8", "--output-len", "4", "--waves", "1", "--no-warmup",
     )
     assert result.exit_code == 1
     assert "TTFT 50/90/99" in result.stdout and "2/4" in result.stdout
@@ -318,7 +318,7 @@ def test_cli_client_httpx_option(server: FakeServer) -> None:
         "--input-len", "8", "--output-len", "4", "--client", "httpx", "--json",
     )
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["levels"][0]["completed"] == 4
+    assert json.loads(result.stdout)["levels"][0]["completed"] == 4 * bench_lib.DEFAULT_WAVES
 
 
 def test_prompts_follow_the_seed_and_each_run_draws_a_fresh_one(server: FakeServer) -> None:
@@ -339,3 +339,96 @@ def test_bench_cli_reports_the_seed_it_used(server: FakeServer) -> None:
                     "--concurrency", "1", "--requests", "2", "--seed", "42", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["seed"] == 42
+
+
+# -- steady state: a warm-up wave, counted waves, their spread -------------------------------------------
+
+
+def test_steady_state_runs_a_warmup_then_counted_waves_each_with_fresh_prompts(server: FakeServer) -> None:
+    server.config.ttft_s, server.config.itl_s = 0.02, 0.005
+    report = run(server, concurrency=[1, 3], requests=3, waves=3, warmup=True, output_len=6)
+    assert server.config.completions_seen == 2 * 4 * 3  # per level: a warm-up wave and three counted ones
+    assert len(set(server.config.prompts_seen)) == len(server.config.prompts_seen)  # no prefix-cache hits
+    assert (report.waves, report.warmup) == (3, True)
+    for level in report.levels:
+        assert (level.requests, level.completed, level.output_tokens) == (9, 9, 9 * 6)  # warm-up not counted
+        assert level.warmup is not None and (level.warmup.requests, level.warmup.completed) == (3, 3)
+        assert [w.requests for w in level.waves] == [3, 3, 3]
+        # Pooled throughput is the counted waves' tokens over their summed time, so it lies among the waves'.
+        rates = [w.output_tokens_per_s for w in level.waves]
+        assert min(rates) * 0.999 <= level.output_tokens_per_s <= max(rates) * 1.001
+        assert level.duration_s == pytest.approx(sum(w.duration_s for w in level.waves), abs=1e-3)
+        assert level.spread is not None and level.spread.output_tokens_per_s_cv is not None
+        assert level.spread.output_tokens_per_s_cv >= 0
+
+
+def test_one_wave_without_warmup_is_the_old_single_run(server: FakeServer) -> None:
+    report = run(server, concurrency=[2], requests=4)
+    level = report.levels[0]
+    assert server.config.completions_seen == 4
+    assert (level.waves, level.warmup, level.spread) == ((), None, None)
+
+
+def test_spread_is_the_sample_coefficient_of_variation() -> None:
+    # stdev of (90, 100, 110) with n - 1 is 10, the mean 100
+    assert bench_lib.coefficient_of_variation([90.0, 100.0, 110.0]) == 0.1
+    assert bench_lib.coefficient_of_variation([5.0, 5.0]) == 0.0
+    assert bench_lib.coefficient_of_variation([5.0]) is None
+    assert bench_lib.coefficient_of_variation([5.0, None]) is None
+    waves = [bench_lib.WaveResult(4, 4, 0, 1.0, 4.0, tps, 10.0, 12.0, tpot) for tps, tpot in ((90, 2), (110, 2))]
+    spread = bench_lib.spread_of(waves)
+    assert spread is not None
+    assert spread.output_tokens_per_s_cv == round(14.142135623730951 / 100, 4)  # stdev of (90, 110) = 10 * sqrt 2
+    assert (spread.ttft_ms_p50_cv, spread.tpot_ms_p50_cv) == (0.0, 0.0)
+    assert bench_lib.spread_of(waves[:1]) is None
+
+
+def test_warmup_failures_count_as_failures(server: FakeServer) -> None:
+    server.config.faults = {"completions_500_half"}  # every second request answers 500
+    report = run(server, concurrency=[1], requests=2, waves=1, warmup=True)
+    level = report.levels[0]
+    assert level.warmup is not None and level.warmup.errors == 1
+    assert level.errors == 1
+    assert report.errors == 2
+    assert level.error_samples and level.error_samples[0].startswith("HTTP 500")
+
+
+def test_cli_steady_state_is_the_default_and_in_the_json(server: FakeServer) -> None:
+    server.config.ttft_s, server.config.itl_s = 0.01, 0.002
+    result = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY, "--concurrency", "2",
+                    "--input-len", "8", "--output-len", "4", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    level = document["levels"][0]
+    assert (document["waves"], document["warmup"]) == (bench_lib.DEFAULT_WAVES, True)
+    assert len(level["waves"]) == bench_lib.DEFAULT_WAVES and level["warmup"]["requests"] == 4
+    assert set(level["spread"]) == {"output_tokens_per_s_cv", "ttft_ms_p50_cv", "tpot_ms_p50_cv"}
+    assert server.config.completions_seen == 4 * (bench_lib.DEFAULT_WAVES + 1)  # max(concurrency, 4) a wave
+    table = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY, "--concurrency", "2",
+                   "--input-len", "8", "--output-len", "4", "--waves", "2")
+    assert table.exit_code == 0, table.stdout + table.stderr
+    assert "2 counted waves per level after a warm-up wave" in table.stdout
+    assert "spread" in table.stderr and "over 2 waves" in table.stderr
+
+
+@pytest.mark.parametrize("json_flag", [False, True])
+def test_cli_refuses_a_request_longer_than_the_served_context(server: FakeServer, json_flag: bool) -> None:
+    server.config.max_model_len = 1000
+    result = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY, "--input-len", "900",
+                    "--output-len", "200", *(["--json"] if json_flag else []))
+    assert result.exit_code == 2
+    assert server.config.completions_seen == 0  # refused before any load
+    text = json.loads(result.stdout)["error"] if json_flag else result.stderr.strip()
+    assert "900 + --output-len 200 = 1100" in text and "at most 1000" in text
+    assert len(text.splitlines()) == 1
+    fits = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY, "--input-len", "800",
+                  "--output-len", "200", "--concurrency", "1", "--waves", "1", "--no-warmup", "--requests", "1")
+    assert fits.exit_code == 0, fits.stdout + fits.stderr
+
+
+def test_cli_with_model_given_still_runs_when_models_is_unreadable(server: FakeServer) -> None:
+    server.config.faults = {"non_json_models"}
+    result = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY, "--model", MODEL,
+                    "--concurrency", "1", "--waves", "1", "--no-warmup", "--requests", "1",
+                    "--input-len", "8", "--output-len", "4")
+    assert result.exit_code == 0, result.stdout + result.stderr

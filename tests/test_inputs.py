@@ -171,6 +171,8 @@ CASES = [
     (["bench", "--endpoint", HTTP, "--concurrency", "0"], ["--concurrency", "positive"]),
     (["bench", "--endpoint", HTTP, "--concurrency", "1,x"], ["--concurrency", "integers"]),
     (["bench", "--endpoint", HTTP, "--requests", "0"], ["--requests", "positive"]),
+    (["bench", "--endpoint", HTTP, "--waves", "0"], ["--waves", "positive"]),
+    (["bench", "--endpoint", HTTP, "--waves", "5000"], ["--waves", "at most 1000"]),
     (["bench", "--endpoint", HTTP, "--input-len", "0"], ["--input-len", "positive"]),
     (["bench", "--endpoint", HTTP, "--output-len", "-3"], ["--output-len", "positive"]),
     (["bench", "--endpoint", HTTP, "--ttft-target-ms", "-1"], ["--ttft-target-ms", "above 0"]),

@@ -206,6 +206,10 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _cv(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def _price(value: float | None) -> str:
     """$ per 1M output tokens as `plan` prints it: three decimals, never trimmed."""
     return "-" if value is None else f"${value:,.3f}"
@@ -226,8 +230,12 @@ def _price(value: float | None) -> str:
     type=int,
     callback=at_most(MOST_REQUESTS),
     metavar="N",
-    help="Requests per level [default: max(4 x concurrency, 16)].",
+    help="Requests per wave [default: max(concurrency, 4); with --waves 1, max(4 x concurrency, 16)].",
 )
+@click.option("--waves", type=int, default=bench_lib.DEFAULT_WAVES, show_default=True, callback=at_most(1000),
+              metavar="W", help="Counted waves per level, each with fresh prompts; their spread is reported.")
+@click.option("--warmup/--no-warmup", default=True, show_default=True,
+              help="Run one wave per level first, reported but not counted.")
 @click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True,
               callback=at_most(LONGEST_CONTEXT), metavar="I", help="Prompt length in tokens (approximate).")
 @click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True,
@@ -258,6 +266,8 @@ def bench(
     target: Target,
     concurrency: tuple[int, ...],
     requests: int | None,
+    waves: int,
+    warmup: bool,
     input_len: int,
     output_len: int,
     price_per_hour: float | None,
@@ -271,16 +281,29 @@ def bench(
     """Load an endpoint with streaming completions at each concurrency level and report TTFT, TPOT,
     inter-token latency, throughput, $ per 1M output tokens and a SkyServe target_qps_per_replica.
     Exit 1 if any request failed."""
-    model = target.model or asyncio.run(bench_lib.first_model(target.base_url, target.api_key))
+    model, context = target.model, None
+    try:
+        listed, context = asyncio.run(bench_lib.served_model(target.base_url, target.api_key))
+    except EndpointError:
+        if model is None:  # with --model the load itself says what is wrong with the endpoint
+            raise
+        listed = None
+    model = model or listed
     if model is None:
         raise EndpointError(f"{target.base_url}/v1/models lists no model it serves; pass --model")
+    if context is not None and input_len + output_len > context:
+        raise UserError(f"--input-len {input_len} + --output-len {output_len} = {input_len + output_len} tokens is "
+                        f"more than the served context of {context} (/v1/models' max_model_len): every request "
+                        f"would be refused; allowed: a sum of at most {context}")
     price = price_per_hour if price_per_hour is not None else target.price_per_hour
 
     def progress(level: bench_lib.LevelResult) -> None:
         if not json_:
+            spread = level.spread.output_tokens_per_s_cv if level.spread else None
             stderr.print(
                 f"concurrency {level.concurrency}: {level.completed}/{level.requests} ok, "
                 f"{level.output_tokens_per_s:,.0f} output tokens/s"
+                + (f" (spread {spread:.1%} over {len(level.waves)} waves)" if spread is not None else "")
             )
 
     report = bench_lib.bench(
@@ -298,6 +321,8 @@ def bench(
         on_progress=progress,
         client=client_kind,
         seed=seed,
+        waves=waves,
+        warmup=warmup,
     )
     if json_:
         print_json(report.to_dict())
@@ -309,7 +334,7 @@ def bench(
 
 def print_bench_report(report: bench_lib.BenchReport) -> None:
     table = Table(box=None, pad_edge=False)
-    headers = ("CONC", "ERR", "REQ/S", "TOK/S", "TTFT 50/90/99", "TPOT 50/99", "ITL 50/99", "$/1M", "SLO")
+    headers = ("CONC", "ERR", "REQ/S", "TOK/S", "±", "TTFT 50/90/99", "TPOT 50/99", "ITL 50/99", "$/1M", "SLO")
     for header in headers:
         table.add_column(header, justify="right", no_wrap=True)
     for lv in report.levels:
@@ -319,6 +344,7 @@ def print_bench_report(report: bench_lib.BenchReport) -> None:
             f"[red]{lv.errors}/{lv.requests}[/]" if lv.errors else "0",
             _num(lv.request_throughput, 2),
             _num(lv.output_tokens_per_s, 0),
+            _cv(lv.spread.output_tokens_per_s_cv if lv.spread else None),
             "/".join(_num(v, 0) for v in (lv.ttft_ms_p50, lv.ttft_ms_p90, lv.ttft_ms_p99)),
             "/".join(_num(v, 1) for v in (lv.tpot_ms_p50, lv.tpot_ms_p99)),
             "/".join(_num(v, 1) for v in (lv.itl_ms_p50, lv.itl_ms_p99)),
@@ -326,8 +352,10 @@ def print_bench_report(report: bench_lib.BenchReport) -> None:
             met,
         )
     stdout.print(table)
+    waves = (f"{report.waves} counted waves per level" + (" after a warm-up wave" if report.warmup else "")
+             + "; ± the spread of TOK/S across waves (stdev / mean)")
     stdout.print(
-        f"[dim]latencies in ms; TOK/S output tokens/s; $/1M per 1M output tokens; SLO the targets; "
+        f"[dim]latencies in ms; TOK/S output tokens/s; {waves}; $/1M per 1M output tokens; SLO the targets; "
         f"{report.input_len} input / {report.output_len} output tokens per request; prompt seed "
         f"{report.seed} (--seed {report.seed} repeats this run)[/]"
     )

@@ -23,6 +23,13 @@ Output tokens come from the final usage chunk (`stream_options.include_usage`) w
 from the number of chunks carrying text. A request is an error when the status is not 200, the
 transport fails, the stream has no text, or it ends before `data: [DONE]`.
 
+Steady state (`waves`, `warmup`): each level runs an optional warm-up wave, reported but not counted
+(the server's first batches at a new load pay for scheduling ramp-up, graph and allocator warm-up), then
+`waves` waves of `requests` requests each, every wave with prompts of its own (none served from the
+prefix cache). The level's numbers are over the counted waves pooled (throughput = their tokens over
+their time); `spread` is the coefficient of variation across waves (sample standard deviation over
+mean) of output tokens/s, TTFT p50 and TPOT p50: a difference between two runs smaller than it is noise.
+
 Recommendation rule (SkyServe autoscales on requests/s per replica):
   target_qps_per_replica = SAFETY_FACTOR * max(request_throughput of levels that had no errors and
   met every given target: TTFT p90 <= --ttft-target-ms, TPOT p50 <= --tpot-target-ms)
@@ -37,9 +44,10 @@ import json
 import math
 import random
 import ssl
+import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import httpx
@@ -51,6 +59,7 @@ CLIENTS = ("raw", "httpx")
 DEFAULT_CLIENT = "raw"
 SAFETY_FACTOR = 0.8
 DEFAULT_CONCURRENCY = (1, 8, 32)
+DEFAULT_WAVES = 3  # counted waves per level: the fewest that give a spread that is not one difference
 DEFAULT_INPUT_LEN = 1024
 DEFAULT_OUTPUT_LEN = 256
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
@@ -85,8 +94,32 @@ class RequestRecord:
 
 
 @dataclass(frozen=True)
+class WaveResult:
+    """One wave of a level: what the spread is computed from (times in ms, rates per second)."""
+
+    requests: int
+    completed: int
+    errors: int
+    duration_s: float
+    request_throughput: float
+    output_tokens_per_s: float
+    ttft_ms_p50: float | None
+    ttft_ms_p90: float | None
+    tpot_ms_p50: float | None
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Coefficient of variation across a level's counted waves (sample stdev / mean); None below 2 waves."""
+
+    output_tokens_per_s_cv: float | None
+    ttft_ms_p50_cv: float | None
+    tpot_ms_p50_cv: float | None
+
+
+@dataclass(frozen=True)
 class LevelResult:
-    """Statistics of one concurrency level (times in ms, rates per second)."""
+    """Statistics of one concurrency level over its counted waves pooled (times in ms, rates per second)."""
 
     concurrency: int
     requests: int
@@ -106,6 +139,9 @@ class LevelResult:
     usd_per_million_output_tokens: float | None
     met_targets: bool | None = None
     error_samples: tuple[str, ...] = ()
+    waves: tuple[WaveResult, ...] = ()
+    warmup: WaveResult | None = None  # run first, reported, not counted
+    spread: Spread | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,9 +162,13 @@ class BenchReport:
     safety_factor: float = SAFETY_FACTOR
     seed: int = 0  # the prompts' seed (fresh per run unless --seed): repeat a run with --seed
 
+    waves: int = 1
+    warmup: bool = False
+
     @property
     def errors(self) -> int:
-        return sum(level.errors for level in self.levels)
+        """Failed requests, warm-up waves included: a request that failed is a failure wherever it fell."""
+        return sum(level.errors + (level.warmup.errors if level.warmup else 0) for level in self.levels)
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -204,6 +244,39 @@ def summarize(
     )
 
 
+def wave_result(level: LevelResult) -> WaveResult:
+    return WaveResult(
+        requests=level.requests,
+        completed=level.completed,
+        errors=level.errors,
+        duration_s=level.duration_s,
+        request_throughput=level.request_throughput,
+        output_tokens_per_s=level.output_tokens_per_s,
+        ttft_ms_p50=level.ttft_ms_p50,
+        ttft_ms_p90=level.ttft_ms_p90,
+        tpot_ms_p50=level.tpot_ms_p50,
+    )
+
+
+def coefficient_of_variation(values: Sequence[float | None]) -> float | None:
+    """Sample standard deviation over mean, 4 decimals; None with under two values or a missing one."""
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    present = [float(v) for v in values if v is not None]
+    mean = statistics.fmean(present)
+    return None if mean == 0 else round(statistics.stdev(present) / mean, 4)
+
+
+def spread_of(waves: Sequence[WaveResult]) -> Spread | None:
+    if len(waves) < 2:
+        return None
+    return Spread(
+        output_tokens_per_s_cv=coefficient_of_variation([w.output_tokens_per_s for w in waves]),
+        ttft_ms_p50_cv=coefficient_of_variation([w.ttft_ms_p50 for w in waves]),
+        tpot_ms_p50_cv=coefficient_of_variation([w.tpot_ms_p50 for w in waves]),
+    )
+
+
 def meets_targets(level: LevelResult, ttft_target_ms: float | None, tpot_target_ms: float | None) -> bool:
     """No errors, TTFT p90 within its target and TPOT p50 within its target (targets given only)."""
     if level.errors or not level.completed:
@@ -226,7 +299,7 @@ def recommend_qps(
         marked = tuple(levels)
         return None, "no recommendation: give --ttft-target-ms and/or --tpot-target-ms", marked
     marked = tuple(
-        LevelResult(**{**asdict(lv), "met_targets": meets_targets(lv, ttft_target_ms, tpot_target_ms)})
+        replace(lv, met_targets=meets_targets(lv, ttft_target_ms, tpot_target_ms))
         for lv in levels
     )
     good = [lv for lv in marked if lv.met_targets]
@@ -312,10 +385,11 @@ def record_from(outcome: rawstream.Outcome) -> RequestRecord:
 
 
 def make_payloads(model: str, requests: int, input_len: int, output_len: int, *, seed: int,
-                  concurrency: int) -> list[dict[str, Any]]:
-    """The level's request bodies. The prompts follow from `seed`: a second run on the same server with the
-    same seed is partly served from its prefix cache, so `run_bench` draws a fresh seed unless given one."""
-    rng = random.Random(seed * 1_000_003 + concurrency)
+                  concurrency: int, wave: int = 0) -> list[dict[str, Any]]:
+    """One wave's request bodies. The prompts follow from `seed`, the level and the wave (the warm-up is
+    wave -1): a second run on the same server with the same seed is partly served from its prefix cache,
+    so `run_bench` draws a fresh seed unless given one."""
+    rng = random.Random(f"{seed}/{concurrency}/{wave}")
     return [
         {
             "model": model,
@@ -339,11 +413,13 @@ async def run_level(
     output_len: int,
     headers: dict[str, str],
     seed: int = 0,
+    wave: int = 0,
     ramp_s: float = 0.0,
 ) -> tuple[list[RequestRecord], float]:
     """`requests` requests through `concurrency` workers; returns records (in completion order)
     and wall time. Worker i starts at i * ramp_s / concurrency (0: all at once)."""
-    payloads = make_payloads(model, requests, input_len, output_len, seed=seed, concurrency=concurrency)
+    payloads = make_payloads(model, requests, input_len, output_len, seed=seed, concurrency=concurrency,
+                             wave=wave)
     records: list[RequestRecord] = []
     workers = min(concurrency, requests)
 
@@ -471,11 +547,16 @@ async def run_bench(
     transport: httpx.AsyncBaseTransport | None = None,
     client: str = DEFAULT_CLIENT,
     seed: int | None = None,
+    waves: int = 1,
+    warmup: bool = False,
 ) -> BenchReport:
-    """Run each concurrency level in turn. `requests` per level defaults to max(4 x level, 16).
+    """Run each concurrency level in turn: an optional warm-up wave, then `waves` counted waves.
+    `requests` per wave defaults to max(4 x level, 16) for one wave, max(level, 4) for several.
     `client` is "raw" (default; https:// or a given `transport` use "httpx") or "httpx"."""
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
+    if waves < 1:
+        raise ValueError(f"waves must be at least 1, got {waves}")
     if seed is None:  # fresh prompts per run: never partly served from the last run's prefix cache
         seed = random.SystemRandom().randrange(2**31)
     base_url = base_url.rstrip("/")
@@ -491,21 +572,44 @@ async def run_bench(
     )
     async with load_client:
         for level in concurrency:
-            count = requests if requests is not None else max(4 * level, 16)
-            records, duration = await run_level(
-                load_client,
-                model=model,
-                concurrency=level,
-                requests=count,
-                input_len=input_len,
-                output_len=output_len,
-                headers=headers,
-                seed=seed,
-            )
-            result = summarize(level, records, duration, price_per_hour)
+            if requests is not None:
+                count = requests
+            else:
+                count = max(4 * level, 16) if waves == 1 else max(level, 4)
+
+            async def one_wave(wave: int, level: int = level, count: int = count) -> tuple[list[RequestRecord], float]:
+                return await run_level(
+                    load_client,
+                    model=model,
+                    concurrency=level,
+                    requests=count,
+                    input_len=input_len,
+                    output_len=output_len,
+                    headers=headers,
+                    seed=seed,
+                    wave=wave,
+                )
+
+            warm: WaveResult | None = None
+            warm_samples: tuple[str, ...] = ()
+            if warmup:
+                warm_level = summarize(level, *await one_wave(-1), price_per_hour)
+                warm, warm_samples = wave_result(warm_level), warm_level.error_samples
+            pooled: list[RequestRecord] = []
+            counted: list[WaveResult] = []
+            elapsed = 0.0
+            for wave in range(waves):
+                records, duration = await one_wave(wave)
+                pooled += records
+                elapsed += duration
+                counted.append(wave_result(summarize(level, records, duration, price_per_hour)))
+            result = summarize(level, pooled, elapsed, price_per_hour)
+            samples = tuple(dict.fromkeys(warm_samples + result.error_samples))[:3]
             if api_key:
-                hidden = tuple(s.replace(api_key, "***") for s in result.error_samples)
-                result = LevelResult(**{**asdict(result), "error_samples": hidden})
+                samples = tuple(s.replace(api_key, "***") for s in samples)
+            result = replace(result, error_samples=samples)
+            if waves > 1 or warm is not None:
+                result = replace(result, waves=tuple(counted), warmup=warm, spread=spread_of(counted))
             levels.append(result)
             if on_progress is not None:
                 on_progress(result)
@@ -522,6 +626,8 @@ async def run_bench(
         recommended_target_qps_per_replica=qps,
         recommendation=why,
         seed=seed,
+        waves=waves,
+        warmup=warmup,
     )
 
 
@@ -533,6 +639,13 @@ def bench(base_url: str, api_key: str | None, model: str, **kwargs: Any) -> Benc
 async def first_model(base_url: str, api_key: str | None, timeout: float = 30.0) -> str | None:
     """The first model /v1/models lists; None when it answers but lists none. Raises EndpointError
     naming the cause when it cannot be read: bad scheme, DNS, refused, TLS, timeout, 401, 404, 503."""
+    return (await served_model(base_url, api_key, timeout))[0]
+
+
+async def served_model(base_url: str, api_key: str | None, timeout: float = 30.0) -> tuple[str | None, int | None]:
+    """(the first model /v1/models lists, its context in tokens): vLLM lists `max_model_len` per model
+    (vllm/entrypoints/openai/models/serving.py), so a request longer than the server's context is caught
+    before a load is sent; None for what the server does not say. Raises EndpointError as first_model."""
     base_url = base_url.rstrip("/")
     problem = causes.url_problem(base_url)
     if problem is not None:
@@ -548,6 +661,9 @@ async def first_model(base_url: str, api_key: str | None, timeout: float = 30.0)
         raise EndpointError(f"{base_url}: {cause.message}")
     try:
         data = response.json().get("data") or []
-        return data[0]["id"] if data and isinstance(data[0], dict) else None
+        if not data or not isinstance(data[0], dict):
+            return None, None
+        context = data[0].get("max_model_len")
+        return data[0]["id"], context if isinstance(context, int) and not isinstance(context, bool) else None
     except (ValueError, KeyError, AttributeError, TypeError):
-        return None
+        return None, None
