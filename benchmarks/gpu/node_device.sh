@@ -12,6 +12,9 @@
 #   node_device.sh polllanes SECONDS
 #   node_device.sh one SECONDS     (one GPU, in place of stage3) as lanes, one driver on queue.txt, the page cache
 #                                  dropped before every new-node step; then poll
+#   node_device.sh profiles SECONDS RUNS PLAN
+#                                  (in place of stage3) copy chunk c, wait for vLLM, start profiles.py detached on
+#                                  RUNS (names in commands.txt) with PLAN, then poll (PROFILE_ARGS: more options)
 #   poll and one copy .gpu-stage/queue.txt over the driver's queue first: the driver re-reads it before each
 #   step, so a later call can reorder or cut the steps not yet started
 set -u
@@ -91,6 +94,14 @@ one)
   cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
       --stage "$STAGE" --site "$SITE" --out "$RES" --queue /root/queue.txt --drop-page-cache \
       --prompts "${PROMPTS:-256}" > "$RES/driver.log" 2>&1 < /dev/null &
+  poll "${2:-420}" ;;
+profiles)
+  last_chunk || exit 1
+  compile_site
+  mkdir -p "$RES" && nvidia-smi -L
+  # shellcheck disable=SC2086  # PROFILE_ARGS is a list of options
+  cd "$DRV" && PYTHONPATH="$SITE" PYTHONUNBUFFERED=1 setsid nohup python3 benchmarks/gpu/profiles.py run \
+      --only "$3" --plan "$4" --stage "$STAGE" --out "$RES" ${PROFILE_ARGS:-} > "$RES/driver.log" 2>&1 < /dev/null &
   poll "${2:-420}" ;;
 lanes)
   last_chunk || exit 1
