@@ -63,9 +63,9 @@ def gptoss_bench(concurrency: int, input_len: int, output_len: int, waves: int, 
 
 def vllm_bench(name: str, concurrency: int, input_len: int, output_len: int, model: str, stage: Path,
                rundir: Path, env: dict, index: int) -> dict:
-    """`vllm bench serve` at the same shape: 3 x concurrency prompts (4 at least) after as many warm-ups."""
+    """`vllm bench serve` at the same shape: 2 x concurrency prompts (4 at least) after as many warm-ups."""
     fname = f"{name}-vb{index}-c{concurrency}.json"
-    prompts = max(3 * concurrency, 4)
+    prompts = max(2 * concurrency, 4)
     cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "openai",
            "--base-url", f"http://127.0.0.1:{run_recipe.PORT}", "--endpoint", "/v1/completions", "--model", model,
            "--tokenizer", str(stage / "tok"), "--dataset-name", "random", "--random-input-len", str(input_len),
