@@ -133,6 +133,22 @@ def check_pinned_infra(client: SkyClient | None, infra: str | None) -> None:
                            "server's host, then `sky check kubernetes`")
 
 
+def check_only_kubernetes_answers(client: SkyClient) -> None:
+    """With no --infra and nothing but Kubernetes enabled, a launch can only go there: when none of its
+    contexts answers, say so now (SkyPilot would spend minutes, then report "no cloud is enabled")."""
+    enabled = client.enabled_infra()
+    contexts = [i.partition("/")[2] or None for i in enabled if i.split("/")[0] == "kubernetes"]
+    if not enabled or len(contexts) != len(enabled):
+        return
+    reasons = [client.kubernetes_unreachable(ctx) for ctx in contexts]
+    if all(reasons):
+        which = "it" if len(contexts) == 1 else "any of its contexts"
+        cause = " ".join(str(reasons[-1]).split())
+        raise SkyError(f"the only infra SkyPilot has enabled is Kubernetes, and the API server cannot reach "
+                       f"{which}: {cause}. Next: `kubectl get nodes` on the API server's host, then "
+                       "`sky check kubernetes`")
+
+
 def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render.Deployment, *,
            progress: Progress, ready_timeout: float = 3600, smoke: Callable | None = None,
            observer: watch_mod.Observer | None = None, poll: float | None = None,
@@ -154,6 +170,8 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
     secret = deployment.recipes[0].engine.api_key_env
     _check_free(client, name, deployment.service)
     check_pinned_infra(client, deployment.infra)
+    if not deployment.infra:
+        check_only_kubernetes_answers(client)
     record = state.Record(name=name, kind="service" if deployment.service else "cluster", model=model.name,
                           served_model=model.served_names[0], key_path=str(state.key_path(name)),
                           created=state.now(), gpus=[r.accelerator for r in deployment.recipes], config=config,

@@ -14,6 +14,7 @@ import pytest
 from clitools import invoke
 from openai_server import API_KEY
 
+from launcher.errors import SkyError
 from launcher.sky import state
 
 
@@ -113,3 +114,18 @@ def test_infra_that_cannot_open_the_engines_port_is_refused_and_never_offered(se
     assert "Opening ports is not supported in Slurm" in result.stderr and result.stdout == ""
     offers = invoke("plan", "20b", "--clouds", "slurm,lambda", "--json")
     assert offers.exit_code == 0 and {o["cloud"] for o in json.loads(offers.stdout)} == {"lambda"}
+
+
+def test_up_with_only_unreachable_kubernetes_enabled_fails_with_that_cause(seeded, monkeypatch):  # noqa: F811
+    from fakesky import FakeSky
+
+    sky = FakeSky(enabled_infra=["kubernetes/a", "kubernetes/b"]).install(monkeypatch)
+    sky.unreachable = {"kubernetes/a": "timed out", "kubernetes/b": "Timed out when trying to get node info."}
+    result = invoke("up", "20b", "-y", "--gpu", "H100")
+    assert result.exit_code == 1, result.stderr
+    assert "cannot reach any of its contexts" in result.stderr and "Timed out" in result.stderr
+    assert not any(c[0] == "launch" for c in sky.calls) and files() == set()
+    sky.unreachable.pop("kubernetes/b")  # one context answers: SkyPilot is asked
+    sky.fail_launch = SkyError("launching gptoss-20b: no capacity")  # (and ends the launch at once)
+    assert invoke("up", "20b", "-y", "--gpu", "H100").exit_code == 1
+    assert any(c[0] == "launch" for c in sky.calls)
