@@ -68,6 +68,8 @@ def _dotted(keys: tuple[Any, ...]) -> str:
 # (file, key path, wrongly typed value, the type it should have, the command that reads the file)
 CASES = [
     ("gpus.yaml", ("gpus", "L4", "total_gib"), "22.05", "a number", CAPACITY),
+    ("gpus.yaml", ("gpus", "L4", "catalog_names"), "L4", "a list", CAPACITY),  # loaded as a tuple
+    ("engines/vllm.yaml", ("validated_versions",), "0.32.0", "a list", CAPACITY),
     ("models.yaml", ("models", "gpt-oss-20b", "architecture", "head_dim"), 64.5, "an integer", CAPACITY),
     ("engines/vllm.yaml", ("capacity", "block_size"), "16", "an integer", CAPACITY),
     ("engines/sglang.yaml", ("command", "served_names_multiple"), "no", "true or false", CAPACITY),

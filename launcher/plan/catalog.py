@@ -12,7 +12,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from launcher.errors import CatalogError
 from launcher.plan import schema
+from launcher.plan.schema import Architecture  # catalog.Architecture: a model's shapes, typed once in schema
 
 
 def catalog_dir() -> Path:
@@ -37,22 +38,6 @@ def catalog_dir() -> Path:
         if (candidate / "gpus.yaml").is_file():
             return candidate
     raise CatalogError(f"catalogs/ not found in {package} or beside it; set GPTOSS_SKY_CATALOGS")
-
-
-@dataclass(frozen=True)
-class Architecture:
-    num_hidden_layers: int
-    hidden_size: int
-    intermediate_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    sliding_window: int
-    max_position_embeddings: int
-    num_local_experts: int
-    experts_per_token: int
-    vocab_size: int
-    layer_types: str = "alternating"
 
 
 @dataclass(frozen=True)
@@ -89,17 +74,11 @@ class Model:
         return self.name.removeprefix("gpt-oss-")
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(schema.GpuEntry):
+    """A GPU of gpus.yaml under its SkyPilot name, with every spelling a cloud catalog uses for it."""
+
     name: str
     catalog_names: tuple[str, ...]
-    memory_gb: int
-    total_gib: float
-    total_gib_source: str
-    compute_capability: str
-    generation: str
-    nvidia_smi: str
-    bandwidth_gbps: int
 
     @property
     def slug(self) -> str:
@@ -122,41 +101,25 @@ class Profile:
     options: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Engine:
+class Engine(schema.EngineHead):
     """One serving engine's pinned version, install, flags and capacity rules (catalogs/engines/*.yaml)."""
 
-    engine: str
-    version: str
-    image: str
-    python: str
-    port: int
-    api_key_env: str
     api_key_config: Mapping[str, str] | None
-    health_path: str
-    idle_metrics: str
     install: Mapping[str, Any]
     command: Mapping[str, Any]
-    supported_generations: tuple[str, ...]
     common_options: Mapping[str, Any]
     harmony_vocab: Mapping[str, Any]
     generations: Mapping[str, Mapping[str, Any]]
     overrides: tuple[Override, ...]
     moe_kernels: Mapping[str, Mapping[str, int]]
     profiles: Mapping[str, Profile]
-    default_profile: str
-    capacity: Mapping[str, Any] = field(default_factory=dict)
-    metrics: Mapping[str, Any] = field(default_factory=dict)  # /metrics family names per quantity
-    node_requirements: Mapping[str, Any] = field(default_factory=dict)  # cuda, min_driver, why
-    log_phases: Mapping[str, str] = field(default_factory=dict)  # phase name -> ERE on the engine's log
-    compile_caches: Mapping[str, str] = field(default_factory=dict)  # env var -> folder, for --cache
-    validated_versions: tuple[str, ...] = ()  # releases run end to end; others are allowed with a warning
-    reserved_flags: Mapping[str, str] = field(default_factory=dict)  # flag -> why --engine-arg may not set it
-    user_options: Mapping[str, Any] = field(default_factory=dict)  # --engine-arg, applied after every profile
-    notes: str = ""
+    capacity: Mapping[str, Any] = {}
+    metrics: Mapping[str, Any] = {}  # /metrics family names per quantity
+    node_requirements: Mapping[str, Any] = {}  # cuda, min_driver, why
+    user_options: Mapping[str, Any] = {}  # --engine-arg, applied after every profile
     # Every route the engine can serve, by the method smoke's auth check probes it with (post, get,
     # patch); all must refuse a request without the key. `health_path` is the one exception.
-    guarded_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    guarded_paths: Mapping[str, tuple[str, ...]] = {}
 
     def option_list_path(self) -> Path:
         """catalogs/engines/options/<engine>-<version>.txt: the option strings of the engine's own parser."""
@@ -222,14 +185,19 @@ class Catalog:
         return None
 
 
-def _read(path: Path, model: type[BaseModel], where: str | None = None) -> dict[str, Any]:
-    """A catalog file's mapping, after checking every value's type against `model` (launcher/plan/schema.py)."""
+def _yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"{path}: {exc}") from exc
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _read(path: Path, model: type[BaseModel], where: str | None = None) -> dict[str, Any]:
+    """A catalog file's mapping, after checking every value's type against `model` (launcher/plan/schema.py)."""
+    data = _yaml(path)
     schema.check(model, data, where or path.name)
     return data
 
@@ -261,7 +229,10 @@ def _load_models(path: Path) -> dict[str, Model]:
             if not isinstance(base, dict) or base.get("base") is not None:
                 raise CatalogError(f"{where}: base {raw['base']!r} is not a model of its own in {path.name}")
             raw = {**base, **raw}
-        raw["architecture"] = _build(Architecture, raw.get("architecture"), f"{where}.architecture")
+        shapes = raw.get("architecture")
+        if not isinstance(shapes, dict):
+            raise CatalogError(f"{where}.architecture: expected a mapping, got {type(shapes).__name__}")
+        raw["architecture"] = Architecture.model_validate(shapes)  # checked with the file above
         for key in ("aliases", "served_names", "download_exclude"):
             raw[key] = tuple(raw.get(key, ()))
         raw["observed_weights_gib"] = {
@@ -273,12 +244,11 @@ def _load_models(path: Path) -> dict[str, Model]:
 
 
 def _load_gpus(path: Path) -> tuple[dict[str, Gpu], dict[str, str]]:
-    data = _read(path, schema.GpusFile)
-    gpus = {}
-    for name, raw in data["gpus"].items():
-        raw = dict(raw, catalog_names=tuple(raw.get("catalog_names", (name,))))
-        gpus[name] = _build(Gpu, raw, f"{path.name}: gpus.{name}", name=name)
-    return gpus, dict(data.get("unsupported", {}))
+    data = schema.check(schema.GpusFile, _yaml(path), path.name)
+    gpus = {name: Gpu(**entry.model_dump(exclude={"catalog_names"}), name=name,
+                      catalog_names=(name,) if entry.catalog_names is None else entry.catalog_names)
+            for name, entry in data.gpus.items()}
+    return gpus, dict(data.unsupported)
 
 
 PROBE_METHODS = ("post", "get", "patch")
@@ -310,9 +280,8 @@ def _load_engine(path: Path) -> Engine:
         name: _build(Profile, p, f"{where}: profiles.{name}", name=name)
         for name, p in (raw.get("profiles") or {}).items()
     }
-    raw["supported_generations"] = tuple(raw.get("supported_generations", ()))
     raw["guarded_paths"] = _guarded_paths(raw.get("guarded_paths") or {}, raw.get("health_path"), where)
-    engine = _build(Engine, raw, where)
+    engine = schema.check(Engine, raw, where)
     for key in ("program", "model_flag", "served_name_flag", "host_flag", "port_flag", "tensor_parallel_flag",
                 "context_flag", "dummy_weights", "tool_server_flag"):
         if key not in engine.command:

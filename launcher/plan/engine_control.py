@@ -39,7 +39,7 @@ def apply(catalog: Catalog, engine_name: str, version: str | None = None,
         notes += [note] if note else []
     if args:
         options, more = parse_engine_args(engine, args)
-        engine = replace(engine, user_options={**engine.user_options, **options})
+        engine = engine.model_copy(update={"user_options": {**engine.user_options, **options}})
         notes += more
     if engine is catalog.engine(engine_name):
         return catalog, notes
@@ -56,7 +56,7 @@ def _with_version(engine: Engine, version: str) -> tuple[Engine, str | None]:
         note = (f"{engine.engine} {version} is not a version gptoss-sky has validated "
                 f"({', '.join(engine.validated_versions)}): the plan uses the memory rules for it, but flags, "
                 "kernels and startup are unchecked")
-    return replace(engine, version=version, image=image), note
+    return engine.model_copy(update={"version": version, "image": image}), note
 
 
 def option_list(engine: Engine) -> tuple[set[str], str]:

@@ -4,16 +4,17 @@ Catalogs are the project's extension point (a new GPU or engine is a file), so a
 say where it is instead of ending in a TypeError far away. Models are strict (a quoted number is a string,
 not a number) and forbid unknown keys; `check` turns the first problem into one line naming the file, the
 key's path, the value and the type expected. Which keys must be present beside each other, and facts that
-span files, stay with the loaders. Imports nothing from launcher but errors.
+span files, stay with the loaders. What catalog.py loads is these types or extends them (Architecture,
+GpuEntry -> Gpu, EngineHead -> Engine), so each key is declared once. Imports nothing from launcher but errors.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, Strict
 
 from launcher.errors import CatalogError
 
@@ -23,6 +24,7 @@ class _Strict(BaseModel):
 
 
 Scalar = str | int | float | bool
+Names = Annotated[tuple[str, ...], Strict(False)]  # a YAML list of strings, kept as a tuple (frozen, hashable)
 Seconds = float  # strict floats take integers too
 ByCount = dict[int, float]  # GiB or a factor, by a count of tokens, sequences or GPUs
 
@@ -30,7 +32,9 @@ ByCount = dict[int, float]  # GiB or a factor, by a count of tokens, sequences o
 # --- gpus.yaml -----------------------------------------------------------------------------------
 
 class GpuEntry(_Strict):
-    catalog_names: list[str] | None = None
+    """One GPU of gpus.yaml; the loaded catalog.Gpu is this with its name and every spelling of it."""
+
+    catalog_names: Names | None = None  # absent: only the GPU's own name
     memory_gb: int
     total_gib: float
     total_gib_source: str
@@ -47,7 +51,9 @@ class GpusFile(_Strict):
 
 # --- models.yaml (a fine-tune gives only the keys that differ from its base; the loader merges) ---
 
-class ArchitectureEntry(_Strict):
+class Architecture(_Strict):
+    """A model's shapes (its config.json), as the capacity planner reads them; catalog.Model holds one."""
+
     num_hidden_layers: int
     hidden_size: int
     intermediate_size: int
@@ -72,7 +78,7 @@ class ModelEntry(_Strict):
     params_total_b: float | None = None
     params_active_b: float | None = None
     checkpoint_gib: float | None = None
-    architecture: ArchitectureEntry | None = None
+    architecture: Architecture | None = None
     observed_weights_gib: dict[str, ByCount] | None = None  # MoE kernel -> TP size -> GiB
     min_context: int | None = None
 
@@ -201,35 +207,40 @@ class ApiKeyConfig(_Strict):
     path: str
 
 
-class EngineFile(_Strict):
+class EngineHead(_Strict):
+    """The keys of an engine file that the loaded catalog.Engine keeps as they are; EngineFile types the rest."""
+
     engine: str
     version: str
     image: str
     python: str
     port: int
     api_key_env: str
-    api_key_config: ApiKeyConfig | None
     health_path: str
     idle_metrics: str
+    supported_generations: Names
+    default_profile: str
+    log_phases: dict[str, str] = {}  # phase name -> ERE on the engine's log
+    compile_caches: dict[str, str] = {}  # env var -> folder, for --cache
+    validated_versions: Names = ()  # releases run end to end; others are allowed with a warning
+    reserved_flags: dict[str, str] = {}  # flag -> why --engine-arg may not set it
+    notes: str = ""
+
+
+class EngineFile(EngineHead):
+    api_key_config: ApiKeyConfig | None
     install: Install
     command: Command
-    supported_generations: list[str]
     common_options: EngineOptions
     harmony_vocab: HarmonyVocab
     generations: dict[str, Generation]
     overrides: list[OverrideEntry] | None = None
     moe_kernels: dict[str, MoeKernel] | None = None
     profiles: dict[str, ProfileEntry]
-    default_profile: str
     capacity: Capacity = Capacity()
     metrics: dict[str, list[str]] = {}
     node_requirements: NodeRequirements = NodeRequirements()
-    log_phases: dict[str, str] = {}
-    compile_caches: dict[str, str] = {}
-    validated_versions: list[str] = []
-    reserved_flags: dict[str, str] = {}
     user_options: EngineOptions = EngineOptions()
-    notes: str = ""
     guarded_paths: dict[Literal["post", "get", "patch"], list[str]] | None = None
 
 
@@ -343,8 +354,8 @@ Doc = TypeVar("Doc", bound=BaseModel)
 _EXPECTED = {
     "float_type": "a number", "int_type": "an integer", "int_from_float": "an integer",
     "string_type": "a string (quote it)", "bool_type": "true or false", "list_type": "a list",
-    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
-    "none_required": "nothing (null)",
+    "tuple_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+    "model_attributes_type": "a mapping", "none_required": "nothing (null)",
 }
 
 
