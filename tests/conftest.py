@@ -1,17 +1,22 @@
 """Test isolation: no test touches the real ~/.sky, ~/.config/gptoss-sky or a cloud; SDK calls fail fast
 unless a test asks for `sky_server`, the session's real SkyPilot API server (isolated, offline, no cloud).
 Each test reads SkyPilot's catalogs from its own folder, whichever test imported SkyPilot first.
-Plus one fake vLLM server per session for the endpoint checks (faults reset per test)."""
+Plus one fake vLLM server per session for the endpoint checks (faults reset per test), and a private copy of
+catalogs/ for the tests that edit it."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without installing the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,6 +91,43 @@ def skypilot_catalog_folder(isolated_env):
             importlib.reload(module)
     annotations.clear_request_level_cache()  # frames read in an earlier test
     yield
+
+
+def _clear_catalog_caches() -> None:
+    from launcher.plan import catalog, startup, throughput
+
+    catalog.load.cache_clear()
+    catalog._load_price_snapshot.cache_clear()
+    startup.load.cache_clear()
+    throughput._data.cache_clear()
+
+
+@pytest.fixture
+def catalogs(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A private copy of catalogs/ that every command reads (GPTOSS_SKY_CATALOGS); nothing cached survives it."""
+    root = tmp_path / "catalogs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "catalogs", root)
+    monkeypatch.setenv("GPTOSS_SKY_CATALOGS", str(root))
+    _clear_catalog_caches()
+    yield root
+    _clear_catalog_caches()
+
+
+@pytest.fixture
+def edit(catalogs: Path) -> Callable[[str, Callable[[Any], Any]], Any]:
+    """edit(name, change): change(data) on one file of the `catalogs` copy (YAML or JSON), written back; the
+    data written is returned."""
+
+    def change(name: str, how: Callable[[Any], Any]) -> Any:
+        path = catalogs / name
+        as_json = path.suffix == ".json"
+        data = json.loads(path.read_text()) if as_json else yaml.safe_load(path.read_text())
+        how(data)
+        path.write_text(json.dumps(data) if as_json else yaml.safe_dump(data, sort_keys=False))
+        _clear_catalog_caches()
+        return data
+
+    return change
 
 
 @pytest.fixture(scope="session")

@@ -5,43 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 from clitools import invoke
 
 from launcher.operate import doctor
-from launcher.plan import catalog, startup, throughput
 
 SOURCE = Path(__file__).resolve().parents[1] / "catalogs"
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _clear_caches() -> None:
-    catalog.load.cache_clear()
-    catalog._load_price_snapshot.cache_clear()
-    startup.load.cache_clear()
-    throughput._data.cache_clear()
-
-
-@pytest.fixture
-def edit(tmp_path, monkeypatch):
-    """A private copy of catalogs/ that every command reads; edit(name, change) rewrites one YAML file."""
-    root = tmp_path / "catalogs"
-    shutil.copytree(SOURCE, root)
-    monkeypatch.setenv("GPTOSS_SKY_CATALOGS", str(root))
-    _clear_caches()
-
-    def change(name: str, how) -> None:
-        data = yaml.safe_load((root / name).read_text())
-        how(data)
-        (root / name).write_text(yaml.safe_dump(data, sort_keys=False))
-        _clear_caches()
-
-    yield change
-    _clear_caches()
 
 
 # --- the price snapshot: date and clouds in catalogs/prices/snapshot.yaml ---------------------

@@ -23,24 +23,6 @@ PLAN = ("plan", "20b", "--clouds", "lambda", "--json")  # --json: every offer wi
 CAPACITY = ("capacity", "20b", "--gpu", "L4")
 
 
-def _clear_caches() -> None:
-    catalog.load.cache_clear()
-    catalog._load_price_snapshot.cache_clear()
-    startup.load.cache_clear()
-    throughput._data.cache_clear()
-
-
-@pytest.fixture
-def catalogs(tmp_path, monkeypatch):
-    """A private copy of catalogs/ that every command reads (GPTOSS_SKY_CATALOGS)."""
-    root = tmp_path / "catalogs"
-    shutil.copytree(SOURCE, root)
-    monkeypatch.setenv("GPTOSS_SKY_CATALOGS", str(root))
-    _clear_caches()
-    yield root
-    _clear_caches()
-
-
 def _load(path: Path) -> Any:
     return json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
 
@@ -87,11 +69,8 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "keys", "value", "expected", "command"), CASES, ids=[c[0] for c in CASES])
 def test_a_wrongly_typed_value_is_one_line_naming_file_key_value_and_type(
-        catalogs, name, keys, value, expected, command):
-    path = catalogs / name
-    data = _load(path)
-    _set(data, keys, value)
-    _dump(path, data)
+        edit, name, keys, value, expected, command):
+    edit(name, lambda data: _set(data, keys, value))
     result = invoke(*command)
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and isinstance(result.exception, SystemExit)
@@ -108,11 +87,8 @@ def test_every_catalog_file_the_code_reads_has_a_case():
     assert files == {c[0] for c in CASES}
 
 
-def test_an_unknown_key_names_the_closest_known_one(catalogs):
-    path = catalogs / "gpus.yaml"
-    data = _load(path)
-    data["gpus"]["L4"]["totl_gib"] = data["gpus"]["L4"].pop("total_gib")
-    _dump(path, data)
+def test_an_unknown_key_names_the_closest_known_one(edit):
+    edit("gpus.yaml", lambda data: data["gpus"]["L4"].update(totl_gib=data["gpus"]["L4"].pop("total_gib")))
     result = invoke(*CAPACITY)
     assert result.exit_code == 2
     # The misspelling is named first; its right spelling being missing counts as one more.

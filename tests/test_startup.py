@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import yaml
 
 from launcher.errors import CatalogError
 from launcher.node import render
 from launcher.plan import catalog, recipes, startup
-
-
-@pytest.fixture
-def catalogs(tmp_path, monkeypatch):
-    """A private copy of catalogs/ that render reads (GPTOSS_SKY_CATALOGS); edit startup.yaml through `edit`."""
-    root = tmp_path / "catalogs"
-    shutil.copytree(catalog.catalog_dir(), root)
-    monkeypatch.setenv("GPTOSS_SKY_CATALOGS", str(root))
-    startup.load.cache_clear()
-
-    def edit(change):
-        data = yaml.safe_load((root / "startup.yaml").read_text())
-        change(data)
-        (root / "startup.yaml").write_text(yaml.safe_dump(data))
-        startup.load.cache_clear()
-        return data
-
-    yield edit
-    startup.load.cache_clear()
 
 
 def window(model: str, gpus: tuple[str, ...], dummy: bool = False) -> int:
@@ -39,10 +18,10 @@ def window(model: str, gpus: tuple[str, ...], dummy: bool = False) -> int:
     return config["service"]["readiness_probe"]["initial_delay_seconds"]
 
 
-def test_window_follows_the_measured_start_not_a_constant(catalogs):
+def test_window_follows_the_measured_start_not_a_constant(edit):
     before = window("20b", ("H200",))
     measured = startup.load().engine_start_seconds["gpt-oss-20b"]["H200"]["cold"]
-    data = catalogs(lambda d: d["engine_start_seconds"]["gpt-oss-20b"]["H200"].update(cold=700))
+    data = edit("startup.yaml", lambda d: d["engine_start_seconds"]["gpt-oss-20b"]["H200"].update(cold=700))
     after = window("20b", ("H200",))
     # (700 - measured) s more of measured start: that times the stated margin factor more window (rounded to 10 s).
     assert abs((after - before) - (700 - measured) * data["probe_margin"]["factor"]) <= 10
@@ -52,23 +31,23 @@ def test_window_follows_the_measured_start_not_a_constant(catalogs):
     assert after >= (700 + read) * data["probe_margin"]["factor"] + data["probe_margin"]["plus_seconds"]
 
 
-def test_the_first_replica_is_cold_so_the_window_ignores_the_warm_figure(catalogs):
+def test_the_first_replica_is_cold_so_the_window_ignores_the_warm_figure(edit):
     before = window("120b", ("H200",))
-    catalogs(lambda d: d["engine_start_seconds"]["gpt-oss-120b"]["H200"].update(warm=1))
+    edit("startup.yaml", lambda d: d["engine_start_seconds"]["gpt-oss-120b"]["H200"].update(warm=1))
     assert window("120b", ("H200",)) == before
 
 
-def test_a_service_over_several_gpus_waits_for_the_slowest_and_unmeasured_gpus_get_the_factor(catalogs):
+def test_a_service_over_several_gpus_waits_for_the_slowest_and_unmeasured_gpus_get_the_factor(edit):
     h200 = window("20b", ("H200",))
     both = window("20b", ("H200", "L4"))
     assert both > h200
-    catalogs(lambda d: d.update(unmeasured_gpu_factor=1.0))
+    edit("startup.yaml", lambda d: d.update(unmeasured_gpu_factor=1.0))
     assert window("20b", ("H200", "L4")) == h200  # L4 unmeasured: the H200 figure times a factor of 1
 
 
-def test_dummy_weights_read_nothing_from_disk(catalogs):
+def test_dummy_weights_read_nothing_from_disk(edit):
     assert window("120b", ("H200",), dummy=True) < window("120b", ("H200",))
-    catalogs(lambda d: d.update(weights_read_gb_per_s=1e9))
+    edit("startup.yaml", lambda d: d.update(weights_read_gb_per_s=1e9))
     assert window("120b", ("H200",), dummy=True) == window("120b", ("H200",))
 
 
@@ -92,8 +71,8 @@ def test_time_to_ready_adds_provisioning_install_download_and_start(catalogs):
     assert startup.time_to_ready(recipe, "kubernetes/ctx")["seconds"] < est["seconds"]
 
 
-def test_a_measurement_without_a_cold_figure_is_a_catalog_error(catalogs):
-    catalogs(lambda d: d["engine_start_seconds"]["gpt-oss-20b"].update(L4={"warm": 100}))
+def test_a_measurement_without_a_cold_figure_is_a_catalog_error(edit):
+    edit("startup.yaml", lambda d: d["engine_start_seconds"]["gpt-oss-20b"].update(L4={"warm": 100}))
     with pytest.raises(CatalogError, match="needs a cold figure"):
         startup.load()
 
