@@ -8,14 +8,12 @@ Bounded in time: a few examples per command, values drawn from the ones that bro
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 
 import click
 import pytest
-from clitools import invoke
+from clitools import FailingEndpoint, invoke
 from fakesky import FakeSky
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,26 +28,10 @@ NASTY = ["", " ", "0", "-1", "1", "2", "8", "nan", "inf", "-inf", "1e20", "1e400
          "'", '"', "$HOME", "*"]
 
 
-class _Fails(http.server.BaseHTTPRequestHandler):
-    def _answer(self):
-        body = b'{"error": "internal"}'
-        self.send_response(500)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def failing_endpoint():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Fails)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with FailingEndpoint() as server:
+        yield server.url
 
 
 # values that make sense for a parameter (by its name), so examples also get past validation

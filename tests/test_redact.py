@@ -7,11 +7,8 @@ log lines and errors carry the deployment's key and a --secret value.
 
 from __future__ import annotations
 
-import http.server
-import threading
-
 import pytest
-from clitools import invoke
+from clitools import FailingEndpoint, invoke
 from fakesky import FakeSky
 
 from launcher.errors import LaunchFailedError, SkyError
@@ -20,27 +17,10 @@ from launcher.sky import state
 KEY = "sk-echoed-6f1d2a9b7c"
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
-    def _answer(self):
-        body = f'{{"error": "bad request with {self.headers.get("Authorization")}"}}'.encode()
-        self.send_response(500)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def echo():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with FailingEndpoint(echo_auth=True) as server:
+        yield server.url
 
 
 @pytest.mark.parametrize("command", [
@@ -48,7 +28,7 @@ def echo():
     ["smoke", "--timeout", "5", "--json"],
     ["bench", "--concurrency", "1", "--requests", "1", "--model", "m"],
     ["bench", "--concurrency", "1", "--requests", "1", "--model", "m", "--json"],
-    ["eval", "--model", "m", "--limit", "1"],
+    ["eval", "--model", "m", "--examples", "1"],  # 2 before any request: no reference for m
 ])
 def test_an_endpoint_that_echoes_the_key_never_gets_it_printed(echo, command):
     result = invoke(*command, "--endpoint", echo, "--api-key", KEY)
