@@ -131,6 +131,7 @@ def run_server(name: str, engine_command: str, note: str, args: argparse.Namespa
                 else f"not healthy after {args.startup_timeout}s"
             record["log_tail"] = run_recipe.ANSI.sub("", log_path.read_text(errors="replace"))[-6000:]
             return record
+        out_json.write_text(json.dumps(record, indent=1))  # the start is kept even if no cell runs
         print(f"  [{name}] healthy after {record['startup_s']} s", flush=True)
         model = run_recipe.served_name(argv)
         for index, step in enumerate(args.plan.split(",")):
