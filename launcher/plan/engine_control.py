@@ -59,20 +59,28 @@ def _with_version(engine: Engine, version: str) -> tuple[Engine, str | None]:
     return engine.model_copy(update={"version": version, "image": image}), note
 
 
+def _nearest_list(engine: Engine, suffix: str, what: str, checks: str) -> tuple[Any, str]:
+    """(engines/options/<engine>-<version><suffix>, its version) for the engine's version, else for the nearest
+    older version listed (the oldest when none is older)."""
+    folder = engine.option_list_path().parent
+    prefix = f"{engine.engine}-"
+    versions = {p.name.removeprefix(prefix).removesuffix(suffix): p for p in folder.glob(f"{prefix}*{suffix}")}
+    versions = {v: p for v, p in versions.items() if re.fullmatch(r"\d+(\.\d+)*", v)}  # not <version>.env.txt
+    if not versions:
+        raise UserError(f"no {what} for {engine.engine} under {folder}; {checks} cannot be checked")
+    listed = sorted(versions, key=parse_version)
+    older = [v for v in listed if parse_version(v) <= parse_version(engine.version)]
+    version = (older or listed)[-1]
+    return versions[version], version
+
+
 def option_list(engine: Engine) -> tuple[set[str], str]:
     """The engine's option strings for its version, else for the nearest older version listed.
 
     With <engine>-<version>.values.json beside the list, its flags (short spellings too) count as well."""
-    folder = engine.option_list_path().parent
-    listed = sorted((p for p in folder.glob(f"{engine.engine}-*.txt")),
-                    key=lambda p: parse_version(p.stem.removeprefix(f"{engine.engine}-")))
-    if not listed:
-        raise UserError(f"no option list for {engine.engine} under {folder}; --engine-arg cannot be checked")
-    wanted = parse_version(engine.version)
-    older = [p for p in listed if parse_version(p.stem.removeprefix(f"{engine.engine}-")) <= wanted]
-    path = (older or listed)[-1]
+    path, version = _nearest_list(engine, ".txt", "option list", "--engine-arg")
     flags = {line.strip() for line in path.read_text().splitlines() if line.startswith("-")}
-    return flags | set(_value_rules(path)), path.stem.removeprefix(f"{engine.engine}-")
+    return flags | set(_value_rules(path)), version
 
 
 def _value_rules(list_path: Any) -> dict[str, Any]:
