@@ -4,6 +4,7 @@ Shared by tests/test_node_sim.py and tests/test_engine_args.py."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,8 @@ def _flags(options: dict) -> list[str]:
             out.append(flag)
         elif value is False:
             out.append("--no-" + key.replace("_", "-"))
+        elif isinstance(value, dict):  # a config object: vLLM's --quantization-config etc. parse JSON
+            out += [flag, json.dumps(value, separators=(",", ":"))]
         else:
             out += [flag, str(value)]
     return out

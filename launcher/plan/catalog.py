@@ -125,6 +125,15 @@ class Engine(schema.EngineHead):
         """catalogs/engines/options/<engine>-<version>.txt: the option strings of the engine's own parser."""
         return catalog_dir() / "engines" / "options" / f"{self.engine}-{self.version}.txt"
 
+    def engine_env(self) -> dict[str, str]:
+        """Every variable this file puts into the engine's environment -> the key that sets it: the
+        generations' env, the compile caches (--cache), and the API key variable unless it is in own_env."""
+        out = {name: f"generations.{gen}.env" for gen, spec in self.generations.items() for name in spec["env"]}
+        out.update({name: "compile_caches" for name in self.compile_caches})
+        if self.api_key_env not in self.own_env:
+            out[self.api_key_env] = "api_key_env"
+        return out
+
     @property
     def packages(self) -> list[str]:
         return [p.format(version=self.version) for p in self.install["packages"]]
@@ -288,7 +297,33 @@ def _load_engine(path: Path) -> Engine:
             raise CatalogError(f"{where}: command.{key} is missing")
     if engine.default_profile not in engine.profiles:
         raise CatalogError(f"{where}: default_profile {engine.default_profile!r} is not a profile")
+    _check_engine_env(engine, path.parent / "options", where)
     return engine
+
+
+def read_env_list(path: Path) -> set[str]:
+    """engines/options/<engine>-<version>.env.txt: one variable a line, `#` starting a comment."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CatalogError(f"engines/options/{path.name}: {exc}; dump it with scripts/dump_engine_env.py") from exc
+    return {line.split("#", 1)[0].strip() for line in text.splitlines()} - {""}
+
+
+def _check_engine_env(engine: Engine, options: Path, where: str) -> None:
+    """Every variable the engine file sets for the engine is one its pinned release reads (as its flags are
+    the release's options); own_env names only variables the release does not read."""
+    listed = options / f"{engine.engine}-{engine.version}.env.txt"
+    known = read_env_list(listed)
+    release = f"{engine.engine} {engine.version}"
+    for name, key in engine.engine_env().items():
+        if name not in known:
+            raise CatalogError(f"{where}: {key} sets {name}, which {release} does not read "
+                               f"(engines/options/{listed.name}, dumped from its source)")
+    for name in engine.own_env:
+        if name in known:
+            raise CatalogError(f"{where}: own_env names {name}, which {release} reads too "
+                               f"(engines/options/{listed.name}): set it for the engine, not as gptoss-sky's own")
 
 
 def _load_policy(path: Path) -> RecipePolicy:

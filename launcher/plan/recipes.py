@@ -9,6 +9,7 @@ twice it (profile `latency`), when that is a valid TP size.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,6 +95,8 @@ def options_to_argv(options: Mapping[str, Any]) -> list[str]:
             argv.append("--no-" + key.replace("_", "-"))
         elif isinstance(value, (list, tuple)):
             argv += [flag, *map(str, value)]
+        elif isinstance(value, Mapping):  # a config object (--quantization-config): the JSON the engine parses
+            argv += [flag, json.dumps(value, separators=(",", ":"))]
         else:
             argv += [flag, str(value)]
     return argv

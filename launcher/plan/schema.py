@@ -222,6 +222,7 @@ class EngineHead(_Strict):
     default_profile: str
     log_phases: dict[str, str] = {}  # phase name -> ERE on the engine's log
     compile_caches: dict[str, str] = {}  # env var -> folder, for --cache
+    own_env: dict[str, str] = {}  # gptoss-sky's own variable -> who reads it (not the engine)
     validated_versions: Names = ()  # releases run end to end; others are allowed with a warning
     reserved_flags: dict[str, str] = {}  # flag -> why --engine-arg may not set it
     notes: str = ""
