@@ -1,7 +1,7 @@
 """Environment variables a catalog sets for an engine are checked like its options: each must be one the
 pinned release reads (catalogs/engines/options/<engine>-<version>.env.txt, dumped from the release's own
 source by scripts/dump_engine_env.py). A catalog naming another is one line naming the file, the key, the
-variable and the release, exit 2.
+variable and the release, exit 2; `--env` names in the engine's own namespace are checked the same way.
 """
 
 from __future__ import annotations
@@ -88,6 +88,49 @@ def test_a_variable_the_release_reads_is_accepted(edit):
     edit("engines/vllm.yaml", lambda d: d["generations"]["hopper"]["env"].update(VLLM_LOGGING_LEVEL="INFO"))
     result = invoke(*CAPACITY)
     assert result.exit_code == 0, result.stderr
+
+
+# --- --env and --secret: the engine's own variables checked as --engine-arg's flags are --------------------
+
+UP = ("up", "20b", "--gpu", "H200", "--dryrun", "--json")
+
+
+@pytest.mark.parametrize(("engine", "option", "pair", "named"), [
+    ("vllm", "--env", "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1", "vllm 0.32.0 reads no such variable"),
+    ("vllm", "--secret", "VLLM_S3_KEY=x", "vllm 0.32.0 reads no such variable"),
+    ("sglang", "--env", "SGLANG_USE_FLASHINFER_MXFP4_MOE=1", "sglang 0.5.23 reads no such variable"),
+])
+def test_an_engine_variable_the_release_does_not_read_is_refused_like_an_unknown_engine_arg(
+        engine, option, pair, named):
+    line = _one_line_error(*UP, "--engine", engine, option, pair)
+    name = pair.partition("=")[0]
+    assert line.startswith(f"Error: {option} {name}: {named}"), line
+    assert f"engines/options/{engine}-" in line, line
+
+
+def test_a_close_misspelling_is_named():
+    line = _one_line_error(*UP, "--env", "VLLM_LOGING_LEVEL=DEBUG")
+    assert "did you mean VLLM_LOGGING_LEVEL?" in line, line
+
+
+def test_another_release_is_checked_against_the_nearest_list_and_says_so():
+    line = _one_line_error(*UP, "--engine-version", "0.26.0", "--env", "VLLM_NO_SUCH_VARIABLE=1")
+    assert "vllm 0.32.0 reads no such variable" in line and "none for 0.26.0" in line, line
+
+
+@pytest.mark.parametrize(("engine", "pair"), [
+    ("vllm", "VLLM_LOGGING_LEVEL=DEBUG"),     # vLLM's own, in its envs.py
+    ("vllm", "HF_TOKEN=hf_x"),                # not the engine's namespace: huggingface_hub reads it
+    ("vllm", "NCCL_DEBUG=INFO"),
+    ("sglang", "SGLANG_ENABLE_TORCH_COMPILE=1"),
+])
+def test_a_variable_the_release_reads_or_outside_its_namespace_reaches_the_node(engine, pair):
+    import json
+
+    result = invoke(*UP, "--engine", engine, "--env", pair)
+    assert result.exit_code == 0, result.stderr
+    name, _, value = pair.partition("=")
+    assert json.loads(result.stdout)["envs"][name] == value  # the SkyPilot env override the launch sends
 
 
 # --- Blackwell's MoE kernel in vLLM 0.32's own terms ------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 from launcher.errors import CatalogError, UserError
 from launcher.plan import schema
 from launcher.plan.capacity import parse_version, version_rules
-from launcher.plan.catalog import Catalog, Engine
+from launcher.plan.catalog import Catalog, Engine, read_env_list
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_ENV_PREFIXES = ("GPTOSS_", "SKYPILOT_")
@@ -81,6 +81,12 @@ def option_list(engine: Engine) -> tuple[set[str], str]:
     path, version = _nearest_list(engine, ".txt", "option list", "--engine-arg")
     flags = {line.strip() for line in path.read_text().splitlines() if line.startswith("-")}
     return flags | set(_value_rules(path)), version
+
+
+def env_list(engine: Engine) -> tuple[set[str], str]:
+    """The variables the engine's release reads (<engine>-<version>.env.txt), as `option_list` picks its list."""
+    path, version = _nearest_list(engine, ".env.txt", "environment list", "--env")
+    return read_env_list(path), version
 
 
 def _value_rules(list_path: Any) -> dict[str, Any]:
@@ -292,6 +298,14 @@ def _check_name(option: str, name: str, engine: Engine) -> None:
         raise UserError(f"{option} {name!r}: a variable name is letters, digits and '_', not starting with a digit")
     if name == engine.api_key_env or name.startswith(RESERVED_ENV_PREFIXES):
         raise UserError(f"{option} {name}: set by gptoss-sky (the API key, GPTOSS_* and SKYPILOT_* are ours)")
+    if engine.env_prefix and name.startswith(engine.env_prefix):  # the engine's own: checked as --engine-arg is
+        known, version = env_list(engine)
+        if name not in known:
+            hint = difflib.get_close_matches(name, sorted(known), n=1)
+            tip = f" (did you mean {hint[0]}?)" if hint else ""
+            instead = "" if version == engine.version else f", checked against {version}'s: none for {engine.version}"
+            raise UserError(f"{option} {name}: {engine.engine} {version} reads no such variable{tip} "
+                            f"(engines/options/{engine.engine}-{version}.env.txt{instead})")
 
 
 def describe(secrets: Mapping[str, str]) -> list[str]:

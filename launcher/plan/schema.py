@@ -223,6 +223,7 @@ class EngineHead(_Strict):
     log_phases: dict[str, str] = {}  # phase name -> ERE on the engine's log
     compile_caches: dict[str, str] = {}  # env var -> folder, for --cache
     own_env: dict[str, str] = {}  # gptoss-sky's own variable -> who reads it (not the engine)
+    env_prefix: str | None = None  # the engine's own variables' prefix: --env names with it are checked
     validated_versions: Names = ()  # releases run end to end; others are allowed with a warning
     reserved_flags: dict[str, str] = {}  # flag -> why --engine-arg may not set it
     notes: str = ""
