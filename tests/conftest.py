@@ -2,7 +2,8 @@
 unless a test asks for `sky_server`, the session's real SkyPilot API server (isolated, offline, no cloud).
 Each test reads SkyPilot's catalogs from its own folder, whichever test imported SkyPilot first.
 Plus one fake vLLM server per session for the endpoint checks (faults reset per test), and a private copy of
-catalogs/ for the tests that edit it."""
+catalogs/ for the tests that edit it. The run's temporary files all live in one folder of its own ($TMPDIR),
+removed when the run passes; a file a test leaves there fails the run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import seeds  # noqa: E402
 import skyserver  # noqa: E402
 from openai_server import FakeServer  # noqa: E402
+
+_RUN_TMP: dict[str, Any] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """$TMPDIR becomes a folder of this run's (pytest's tmp_path, tempfile and every process a test starts,
+    SkyPilot's API server included, write there), so a run leaves the machine's /tmp as it found it."""
+    folder = Path(tempfile.mkdtemp(prefix="gptoss-sky-tests-"))
+    _RUN_TMP.update(folder=folder, before=os.environ.get("TMPDIR"), status=None)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # tempfile caches the folder it chose first
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _RUN_TMP["status"] = exitstatus
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's folder when it passed; after a failure keep it (failed tests' tmp_path) and say where."""
+    folder = _RUN_TMP.get("folder")
+    if folder is None:
+        return
+    before = _RUN_TMP["before"]
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+    tempfile.tempdir = None
+    if _RUN_TMP["status"] == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif folder.exists():
+        print(f"this run's temporary files, kept: {folder}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_in_tmpdir() -> Iterator[None]:
+    """Fails the run if a test leaves anything in $TMPDIR beside pytest's own folders (which end with the run):
+    what a test writes belongs in its tmp_path, and what a process it starts writes, in that process's own
+    folder. Set up before any other session fixture, so it looks after they have all ended."""
+    yield
+    left = sorted(p.name for p in _RUN_TMP["folder"].iterdir() if not p.name.startswith("pytest-of-"))
+    if left:
+        pytest.fail(f"left in $TMPDIR ({_RUN_TMP['folder']}) by this run: {', '.join(left)}", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

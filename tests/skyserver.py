@@ -79,15 +79,18 @@ def seed_catalogs(runtime_dir: Path) -> Path:
 
 
 def sky_env(home: Path, port: int, base: dict | None = None) -> dict[str, str]:
-    """Environment for a process that talks to (or is) the isolated server on `port`."""
+    """Environment for a process that talks to (or is) the isolated server on `port`. Its temporary files go
+    under home/tmp: SkyPilot leaves some behind (a cancelled request's sky-tmp* folder, the wheel it builds, a
+    controller's copy of the config), and they go with the home."""
     env = dict(os.environ if base is None else base)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
     for name in CLEARED:
         env.pop(name, None)
     for name in list(env):
         if name.lower().endswith("_proxy"):
             env.pop(name)  # loopback traffic must go direct
     env.update(HOME=str(home), SKY_RUNTIME_DIR=str(home), SKYPILOT_API_SERVER_LOCAL_PORT=str(port),
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", TMPDIR=str(home / "tmp"))
     return env
 
 

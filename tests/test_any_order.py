@@ -3,11 +3,9 @@ test of the same process imported SkyPilot's catalog reader (which binds its fol
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import fresh_pytest
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -46,20 +44,10 @@ def skypilot_catalog_folder():  # overrides conftest's: SkyPilot keeps the folde
 '''
 
 
-def run_in_order(folder: Path, source: str) -> subprocess.CompletedProcess:
-    (folder / "test_pair.py").write_text(source)
-    return subprocess.run(  # tests/conftest.py as a plugin: its fixtures, none of the suite's tests
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "conftest",
-         "--rootdir", str(folder), str(folder / "test_pair.py")],
-        cwd=folder, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
-    )
-
-
 @pytest.mark.parametrize("source, outcome", [(PAIR, "2 passed"), (PAIR + WITHOUT_THE_FIXTURE, "1 failed, 1 passed")],
                          ids=["with-the-fixture", "without-it"])
 def test_a_later_test_reads_its_own_skypilot_catalog_folder(tmp_path, source, outcome):
-    done = run_in_order(tmp_path, source)
+    done = fresh_pytest.run(tmp_path, source)
     assert outcome in done.stdout, done.stdout + done.stderr
     if "failed" in outcome:  # the later test read the first test's prices
         assert "assert [1.11] == [2.22]" in done.stdout, done.stdout

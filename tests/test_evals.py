@@ -122,6 +122,7 @@ def fake_gpt_oss(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv(evals_lib.PYTHON_ENV, sys.executable)
     argv_file = tmp_path / "argv.json"
     monkeypatch.setenv("FAKE_GPT_OSS_ARGV", str(argv_file))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # its results file, as gpt_oss writes one to the temp folder
     return argv_file
 
 
