@@ -35,7 +35,7 @@ from launcher.plan.recipes import Recipe
 from launcher.sky import state
 from launcher.sky import watch as watch_mod
 from launcher.sky.seam import SkyClient
-from launcher.sky.skyapi import REQUEST_ACTIVE
+from launcher.sky.skyapi import status_names
 
 Progress = Callable[[str], None]
 LB_TIMEOUT_S = 600  # a READY service's load balancer answers within this, or something is wrong
@@ -314,7 +314,7 @@ def _end_request(client: SkyClient, record: state.Record, interrupted: bool, on_
     except GptossSkyError:
         return {"running": True, "said": f"SkyPilot request {rid} could not be asked about: it may still run "
                                          f"(`sky api cancel {rid}` ends it)"}
-    if status not in REQUEST_ACTIVE:
+    if status not in status_names().request_active:
         return {"running": False, "said": f"SkyPilot request {rid} had already ended ({status or 'unknown'})"}
     cancel = True
     if interrupted and on_interrupt is not None:
@@ -332,9 +332,9 @@ def _end_request(client: SkyClient, record: state.Record, interrupted: bool, on_
         return {"running": True, "said": f"cancelling SkyPilot request {rid} failed ({cancel_exc}); "
                                          f"`sky api cancel {rid}` ends it"}
     why = "it was retrying for ever" if stalled else "as asked"
-    if after in REQUEST_ACTIVE:
+    if after in status_names().request_active:
         return {"running": True, "said": f"SkyPilot request {rid} is still {after} after cancelling it"}
-    if after != "CANCELLED":
+    if after != status_names().request_cancelled:
         return {"running": False, "said": f"SkyPilot request {rid} had already ended ({after or 'unknown'})"}
     return {"running": False, "said": f"gptoss-sky cancelled SkyPilot request {rid} ({why})"}
 
@@ -436,12 +436,9 @@ def scale(client: SkyClient, name: str, *, replicas: int | None, min_replicas: i
 # --- who owns a live deployment (a team shares one SkyPilot API server) -------------------------------
 
 def _current_user(client: SkyClient) -> Any:
-    """This client's SkyPilot user (name or id), or None when the seam cannot tell."""
-    ask = getattr(client, "current_user", None)
-    if ask is None:
-        return None
+    """This client's SkyPilot user (name or id), or None when SkyPilot cannot say."""
     try:
-        return ask()
+        return client.current_user()
     except GptossSkyError:
         return None
 
@@ -553,7 +550,7 @@ def _running_request(client: SkyClient, record: state.Record) -> str | None:
     if record.request_id is None or record.state == "up":
         return None
     status = client.request_status(record.request_id)
-    return status if status in REQUEST_ACTIVE else None
+    return status if status in status_names().request_active else None
 
 
 def _row(record: state.Record, live: dict | None, now: float) -> dict[str, Any]:
@@ -727,7 +724,7 @@ def _cancel_launch_request(client: SkyClient, name: str, progress: Progress) -> 
     rid = str(record.request_id)
     progress(f"Cancelling SkyPilot request {rid} (the launch of {name} is still running)...")
     after = client.cancel_request(rid)
-    if after in REQUEST_ACTIVE:
+    if after in status_names().request_active:
         return (f"SkyPilot request {rid} is still {after} after cancelling it; record and key kept: "
                 f"`gptoss-sky down {name}` again, or `sky api cancel {rid}`")
     return None

@@ -309,8 +309,8 @@ class FakeSky:
 
     def cancel_request(self, request_id: str) -> str | None:
         self.calls.append(("cancel", request_id))
-        if self.requests.get(request_id) in skyapi.REQUEST_ACTIVE:
-            self.requests[request_id] = "CANCELLED"
+        if self.requests.get(request_id) in skyapi.status_names().request_active:
+            self.requests[request_id] = skyapi.status_names().request_cancelled
         return self.requests.get(request_id)
 
     def kubernetes_unreachable(self, context: str | None) -> str | None:

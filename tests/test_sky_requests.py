@@ -47,7 +47,7 @@ def test_a_controller_that_cannot_be_placed_ends_the_wait_and_its_request_is_lis
     assert ids == [info.value.request_id]
     assert "\n" not in str(info.value)
     # Still running on the server (the wait ended, not the request): listed, then cancelled.
-    assert client.request_status(ids[0]) in skyapi.REQUEST_ACTIVE
+    assert client.request_status(ids[0]) in skyapi.status_names().request_active
     assert client.cancel_request(ids[0]) == "CANCELLED"
     assert client.request_status(ids[0]) == "CANCELLED"
     assert client.cancel_request(ids[0]) == "CANCELLED"  # nothing left to cancel: it says how it ended

@@ -62,6 +62,16 @@ def test_replica_states_failed_is_skypilots_failed_statuses_and_running_ones_hav
     assert set().union(*judged) == _values(ReplicaStatus) and sum(map(len, judged)) == len(ReplicaStatus)
 
 
+def test_request_states_active_and_cancelled_are_skypilots():
+    from sky.server.requests.requests import RequestStatus
+
+    names = skyapi.status_names()
+    assert names.request_active == {"PENDING", "WAITING", "RUNNING"} and names.request_cancelled == "CANCELLED"
+    finished = {s.value for s in RequestStatus.finished_status()}
+    assert finished == {"SUCCEEDED", "FAILED", "CANCELLED"} and names.request_cancelled in finished
+    assert names.request_active | finished == _values(RequestStatus) and not names.request_active & finished
+
+
 def test_cluster_states_are_skypilots():
     from sky.utils.status_lib import ClusterStatus
 

@@ -270,12 +270,15 @@ class StatusNames:
     replica_ready: str
     replica_failed: frozenset[str]  # ReplicaStatus.failed_statuses()
     replica_running: frozenset[str]  # its job exists (STARTING, READY, NOT_READY), so its log can be tailed
+    request_active: frozenset[str]  # a SkyPilot request not finished yet: PENDING, WAITING, RUNNING
+    request_cancelled: str
 
 
 @functools.cache
 def status_names() -> StatusNames:
     """The names, from SkyPilot's enums (imported on first use: callers have asked SkyPilot already)."""
     from sky.serve.serve_state import ReplicaStatus, ServiceStatus
+    from sky.server.requests.requests import RequestStatus
     from sky.skylet.job_lib import JobStatus
     from sky.utils.status_lib import ClusterStatus
 
@@ -296,6 +299,8 @@ def status_names() -> StatusNames:
         replica_ready=ReplicaStatus.READY.value,
         replica_failed=names(ReplicaStatus.failed_statuses()),
         replica_running=names([ReplicaStatus.STARTING, ReplicaStatus.READY, ReplicaStatus.NOT_READY]),
+        request_active=names(RequestStatus.active_statuses()),
+        request_cancelled=RequestStatus.CANCELLED.value,
     )
 
 
@@ -399,7 +404,6 @@ def _stream_lines(action: str, call: Callable[[io.TextIOBase], Any]) -> Iterator
         raise failure[0]
 
 
-REQUEST_ACTIVE = ("PENDING", "WAITING", "RUNNING")  # sky.server.requests.requests.RequestStatus
 CANCEL_WAIT_S = 20.0  # how long a cancelled request may take to show as CANCELLED
 CANCEL_RECHECK_S = 3.0  # cancel again when it still reads active this long after a cancel
 # SkyPilot's retry loop (`retry_until_up`; the SkyServe controller always retries): the line it logs
@@ -660,8 +664,8 @@ class SkyPilotClient:
     # --- SkyPilot requests (a launch is one: it runs on the API server, not in this process) ---------
 
     def request_status(self, request_id: str) -> str | None:
-        """SkyPilot's state of a request: PENDING, WAITING, RUNNING (REQUEST_ACTIVE), SUCCEEDED, FAILED,
-        CANCELLED; None when the API server does not know the id (e.g. another server, or purged)."""
+        """SkyPilot's state of a request: PENDING, WAITING, RUNNING (status_names().request_active), SUCCEEDED,
+        FAILED, CANCELLED; None when the API server does not know the id (e.g. another server, or purged)."""
         from sky.client import sdk
 
         with _sky_call("asking the SkyPilot API server about a request"):
@@ -680,7 +684,7 @@ class SkyPilotClient:
         from sky.client import sdk
 
         status = self.request_status(request_id)
-        if status not in REQUEST_ACTIVE:
+        if status not in status_names().request_active:
             return status
         # SkyPilot 0.14's executor parks a request that raised its retry error as WAITING without
         # looking at its state first, so a cancel that lands just before that is overwritten and
@@ -693,7 +697,7 @@ class SkyPilotClient:
             while time.monotonic() < min(recheck, deadline):
                 time.sleep(0.5)
                 status = self.request_status(request_id)
-                if status not in REQUEST_ACTIVE:
+                if status not in status_names().request_active:
                     return status
             if time.monotonic() >= deadline:
                 return status
