@@ -47,6 +47,7 @@ FAULTS = {
     "wrong_model",  # /v1/models lists another model
     "loading",  # /health answers 503 forever
     "non_json_models",  # /v1/models answers an HTML page
+    "no_models",  # /v1/models answers an empty list
     "hang_chat",  # chat completions never answer in time
     "reject_high_effort",  # reasoning_effort=high answered 400
     "bad_tool_args",  # tool call arguments miss the required key
@@ -142,7 +143,7 @@ def build_app(config: FakeConfig) -> Any:
         card: dict[str, Any] = {"id": model_id, "object": "model", "owned_by": config.flavor}
         if config.max_model_len is not None:
             card["max_model_len"] = config.max_model_len  # as vLLM lists it
-        return JSONResponse({"object": "list", "data": [card]})
+        return JSONResponse({"object": "list", "data": [] if "no_models" in config.faults else [card]})
 
     def reasoning_fields(text: str) -> dict[str, str]:
         if "no_reasoning" in config.faults:

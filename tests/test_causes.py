@@ -205,13 +205,11 @@ def test_cli_bench_on_a_dead_port_names_the_cause_and_does_not_advise_model() ->
     assert "--model" not in result.stderr + result.stdout
 
 
-def test_cli_bench_advises_model_only_when_the_list_is_empty(server: FakeServer, monkeypatch) -> None:
-    async def no_models(*args: object, **kwargs: object) -> tuple[None, None]:
-        return None, None  # /v1/models answered, listing nothing
-
-    monkeypatch.setattr(bench_lib, "served_model", no_models)  # what bench asks since it reads the context
+def test_cli_bench_advises_model_only_when_the_list_is_empty(server: FakeServer) -> None:
+    server.config.faults = {"no_models"}  # /v1/models answers, with an empty list
     result = invoke("bench", "--endpoint", server.url, "--api-key", API_KEY)
     assert result.exit_code == 1 and "lists no model it serves; pass --model" in result.stderr
+    assert server.config.completions_seen == 0
 
 
 @pytest.mark.parametrize("client", bench_lib.CLIENTS)
