@@ -125,7 +125,28 @@ def test_up_with_only_unreachable_kubernetes_enabled_fails_with_that_cause(seede
     assert result.exit_code == 1, result.stderr
     assert "cannot reach any of its contexts" in result.stderr and "Timed out" in result.stderr
     assert not any(c[0] == "launch" for c in sky.calls) and files() == set()
-    sky.unreachable.pop("kubernetes/b")  # one context answers: SkyPilot is asked
+    sky.unreachable.clear()  # the contexts answer: SkyPilot is asked
     sky.fail_launch = SkyError("launching gptoss-20b: no capacity")  # (and ends the launch at once)
     assert invoke("up", "20b", "-y", "--gpu", "H100").exit_code == 1
     assert any(c[0] == "launch" for c in sky.calls)
+
+
+@pytest.mark.parametrize("enabled, answers", [(["kubernetes/dead", "lambda"], "lambda"),
+                                             (["kubernetes/dead", "kubernetes/alive"], "kubernetes/alive")])
+def test_up_with_a_dead_kubernetes_context_beside_other_infra_fails_before_launching(seeded, monkeypatch,  # noqa: F811
+                                                                                    enabled, answers):
+    """SkyPilot would ask the dead context about every GPU spelling (448 requests to a refusing one, measured
+    on a local API server) before it tried the rest; one question per context names it, and what answers."""
+    from fakesky import FakeSky
+
+    sky = FakeSky(enabled_infra=enabled).install(monkeypatch)
+    sky.unreachable = {"kubernetes/dead": "Timed out when trying to get node info."}
+    asked, ask = [], sky.kubernetes_unreachable
+    sky.kubernetes_unreachable = lambda context: asked.append(context) or ask(context)
+    result = invoke("up", "20b", "-y", "--gpu", "H100")
+    assert result.exit_code == 1, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "cannot reach Kubernetes context dead" in error[0] and "Timed out" in error[0]
+    assert f"--infra {answers}" in error[0] and "kubectl get nodes --context dead" in error[0]
+    assert not any(c[0] == "launch" for c in sky.calls) and files() == set()
+    assert sorted(asked) == sorted(i.partition("/")[2] for i in enabled if i.startswith("kubernetes/"))  # once each

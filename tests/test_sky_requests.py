@@ -104,3 +104,24 @@ def test_plan_on_an_unreachable_kubernetes_context_says_so_in_seconds(sky_server
     error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "cannot reach this Kubernetes context" in error[0] and "kubectl get nodes" in error[0]
     assert result.stdout == ""
+
+
+def test_up_with_a_dead_kubernetes_context_beside_lambda_names_it_and_sends_no_launch(sky_server):
+    """Was: the launch request asked the dead context about every GPU spelling (448 requests to a refusing
+    context, 98 s on this server; minutes for one that times out) before trying Lambda."""
+    from clitools import invoke
+    from sky.client import sdk
+
+    skyserver.set_enabled_clouds(sky_server, ["kubernetes", "lambda"])  # the context's server: 127.0.0.1:9
+    earlier = {r.request_id for r in sdk.api_status(all_status=True)}  # other tests' requests
+    try:
+        result = invoke("up", "20b", "-y")
+        requests = [r.name for r in sdk.api_status(all_status=True) if r.request_id not in earlier]
+    finally:
+        skyserver.set_enabled_clouds(sky_server, [])
+    assert result.exit_code == 1, result.stdout + result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "cannot reach Kubernetes context gptoss-fake-ctx" in error[0], error
+    assert "--infra lambda" in error[0] and "kubectl get nodes --context gptoss-fake-ctx" in error[0]
+    assert not any("launch" in name for name in requests), requests
+    assert any("kubernetes_node_info" in name for name in requests), requests
