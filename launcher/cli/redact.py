@@ -58,22 +58,59 @@ class _Keys:
 _keys = _Keys()
 
 
+def _secrets() -> list[str]:
+    return sorted(_extra | _keys.current(), key=len, reverse=True)
+
+
 def redact(text: str) -> str:
-    for secret in sorted(_extra | _keys.current(), key=len, reverse=True):
+    for secret in _secrets():
         if secret in text:
             text = text.replace(secret, MASK)
     return text
 
 
+def _unfinished(text: str, secrets: list[str]) -> int:
+    """Where the longest tail of `text` that begins some secret starts (len(text) when none does): a
+    secret whose first characters end this write may be finished by the next one."""
+    longest = max((len(s) for s in secrets), default=0)
+    for start in range(max(0, len(text) - longest + 1), len(text)):
+        tail = text[start:]
+        if any(s.startswith(tail) for s in secrets):
+            return start
+    return len(text)
+
+
 class MaskedStream(io.TextIOBase):
-    """A text stream that masks secrets in what is written and passes everything else to the stream below."""
+    """A text stream that masks secrets in what is written and passes everything else to the stream below.
+
+    A secret can arrive in pieces (a log line written in two calls, a model's answer streamed token by
+    token, each flushed): the tail of a write that could begin a secret is held back until the next write
+    shows whether it does, and a flush keeps it too (flushing it would print the first half of a key).
+    Only such a tail is held, so text that cannot begin a secret is never delayed; `close` (the end of
+    the command) writes whatever is held."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._held = ""
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text))
+        secrets = _secrets()
+        masked = self._held + text
+        for secret in secrets:
+            if secret in masked:
+                masked = masked.replace(secret, MASK)
+        cut = _unfinished(masked, secrets)
+        self._held = masked[cut:]
+        if cut:
+            self._stream.write(masked[:cut])
         return len(text)
+
+    def close(self) -> None:
+        """Write what is held (it turned out not to be a secret) and flush; the stream below stays open."""
+        held, self._held = self._held, ""
+        if held:
+            self._stream.write(held)
+        self._stream.flush()
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -109,8 +146,12 @@ def masking() -> Iterator[None]:
     if os.environ.get("GPTOSS_SKY_API_KEY"):
         add(os.environ["GPTOSS_SKY_API_KEY"])
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = MaskedStream(saved[0]), MaskedStream(saved[1])
+    masked = MaskedStream(saved[0]), MaskedStream(saved[1])
+    sys.stdout, sys.stderr = masked
     try:
         yield
     finally:
         sys.stdout, sys.stderr = saved
+        for stream in masked:
+            with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe below: nothing to save
+                stream.close()
