@@ -189,20 +189,15 @@ def test_up_follows_the_real_node_scripts_to_answering(node_env):
     assert state.load("gptoss-20b").phases == doc["phases"]
 
 
-def test_a_real_setup_that_fails_ends_up_with_its_own_error(node_env):
-    node_env(STUB_HF_FAIL="1")
+@pytest.mark.parametrize(("fault", "cause", "said"), [
+    ("STUB_HF_FAIL", "setup failed on the node (job FAILED_SETUP)", "RepositoryNotFoundError"),
+    ("STUB_CRASH", "the engine exited with code 1", "CUDA out of memory"),
+], ids=["setup-fails", "engine-crashes"])
+def test_a_real_node_that_fails_ends_up_with_its_own_cause_and_log(node_env, fault, cause, said):
+    node_env(**{fault: "1"})
     result = invoke("up", "20b", "--gpu", "A100", "-y", "--json", "--no-smoke")
     assert result.exit_code == 1, result.stdout + result.stderr
     doc = json.loads(result.stdout)
-    assert doc["cause"] == "setup failed on the node (job FAILED_SETUP)"
-    assert any("RepositoryNotFoundError" in line for line in doc["log_tail"])
-    assert "RepositoryNotFoundError" in result.stderr
-
-
-def test_a_real_run_whose_engine_crashes_ends_up_with_the_engine_log(node_env):
-    node_env(STUB_CRASH="1")
-    result = invoke("up", "20b", "--gpu", "A100", "-y", "--json", "--no-smoke")
-    assert result.exit_code == 1, result.stdout + result.stderr
-    doc = json.loads(result.stdout)
-    assert doc["cause"] == "the engine exited with code 1"
-    assert any("CUDA out of memory" in line for line in doc["log_tail"])
+    assert doc["cause"] == cause
+    assert any(said in line for line in doc["log_tail"])
+    assert said in result.stderr
