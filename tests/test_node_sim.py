@@ -313,15 +313,20 @@ def test_cache_uri_is_checked_before_pricing():
     assert "Traceback" not in result.stderr
 
 
-def test_a_cache_whose_content_has_not_all_arrived_is_not_used(tmp_path):
-    """A bucket mount uploads in the background: a .done whose manifest the files do not match yet (a file
-    missing or short) is ignored: the node downloads and compiles as if there were no cache."""
+def _rendered_with_cache(service: bool) -> tuple[catalog.Catalog, recipes.Recipe, dict]:
+    """The 20b recipe on one H200 rendered with --cache s3://team-bucket/gptoss: (catalog, recipe, config)."""
     from launcher import lifecycle
 
     cat = catalog.load()
     recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
-    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=True,
-                                                                cache="s3://team-bucket/gptoss"))
+    return cat, recipe, render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=service,
+                                                                           cache="s3://team-bucket/gptoss"))
+
+
+def test_a_cache_whose_content_has_not_all_arrived_is_not_used(tmp_path):
+    """A bucket mount uploads in the background: a .done whose manifest the files do not match yet (a file
+    missing or short) is ignored: the node downloads and compiles as if there were no cache."""
+    cat, recipe, config = _rendered_with_cache(service=True)
     bucket = tmp_path / "bucket"
     first = Node(tmp_path / "node1", secrets={"VLLM_API_KEY": KEY},
                  envs={**config["envs"], "GPTOSS_CACHE_DIR": str(bucket)})
@@ -346,12 +351,7 @@ def test_a_cache_whose_content_has_not_all_arrived_is_not_used(tmp_path):
 
 def _cache_config(tmp_path):
     """A --cache service's rendered config (bucket: a local folder) and a maker of fresh nodes sharing it."""
-    from launcher import lifecycle
-
-    cat = catalog.load()
-    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
-    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=True,
-                                                                cache="s3://team-bucket/gptoss"))
+    cat, recipe, config = _rendered_with_cache(service=True)
     bucket = tmp_path / "bucket"
 
     def node(n: int) -> Node:
@@ -441,12 +441,7 @@ def test_nodes_with_different_homes_show_the_engine_the_same_paths(tmp_path):
     node path (each machine has its own /var/tmp, emptied between them): the engine gets the same argv and the
     same cache, model and venv paths, none under either HOME, also once links are resolved (huggingface_hub
     resolves the Hub cache's path, FlashInfer its sources' and build folders')."""
-    from launcher import lifecycle
-
-    cat = catalog.load()
-    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
-    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=True,
-                                                                cache="s3://team-bucket/gptoss"))
+    cat, recipe, config = _rendered_with_cache(service=True)
     fixed = tmp_path / "var-tmp" / "gptoss-sky"
     fixed.parent.mkdir()
     engines, homes = [], []
@@ -480,14 +475,9 @@ def test_a_fresh_node_keeps_the_flashinfer_build_another_node_cached(tmp_path):
     the other at the node's fixed path, the second restoring the first's --cache: what ninja (and a real C
     compiler writing the dependency file) built on the first is up to date on the second, though the second's
     venv was installed later (the uv stub stamps files with the install's time, as uv does)."""
-    from launcher import lifecycle
-
     ninja, cc = shutil.which("ninja"), shutil.which("cc")
     assert ninja and cc, "this test needs ninja (FlashInfer's builder) and a C compiler on PATH"
-    cat = catalog.load()
-    recipe = recipes.build(cat, cat.model("20b"), cat.gpu("H200"), 1)
-    config = render.render_config(cat, lifecycle.deployment_for("gptoss-x", (recipe,), service=False,
-                                                                cache="s3://team-bucket/gptoss"))
+    cat, recipe, config = _rendered_with_cache(service=False)
     fixed = tmp_path / "var-tmp" / "gptoss-sky"
     fixed.parent.mkdir()
     build = fixed / "compile-cache/flashinfer/.cache/flashinfer/0.6.14/90a/cached_ops/sampling"
