@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from launcher.errors import (
+    ApiServerUnreachableError,
     EndpointError,
     GptossSkyError,
     InterruptedLaunch,
@@ -157,6 +158,58 @@ def check_kubernetes_answers(client: SkyClient) -> None:
                    f"wait on it for every GPU spelling before trying {', '.join(answering)}. Next: `kubectl get "
                    f"nodes --context {kube[dead[0]] or '<context>'}` on the API server's host, then `sky check "
                    f"kubernetes`; or launch on what answers: --infra {answering[0]}")
+
+
+def dry_run_checks(client: SkyClient | None, infra: str | None,
+                   cache: str | None) -> tuple[list[str], list[str]]:
+    """What a dry run checked beyond SkyPilot's task parser, and what it cannot check without launching:
+    (checked, not checked), said as such, never called valid. A region or zone the cloud's catalog lacks
+    was refused already (plan.offers.check_region_zone); a Kubernetes context the API server has not
+    enabled is refused here (UserError), asked of the server when `client` is given and one answers."""
+    from launcher.plan import offers
+    from launcher.sky import skyapi
+
+    checked = ["SkyPilot's task parser accepts the YAML"]
+    unchecked = ["whether SkyPilot can provision it (credentials, quota, capacity)"]
+    if infra:
+        cloud, region, zone = skyapi.parse_infra(infra)
+        if cloud == "kubernetes":
+            _dry_run_context(client, infra, region, checked, unchecked)
+        elif cloud in ("ssh", "slurm"):
+            unchecked.append(f"--infra {infra} ({cloud} is in no catalog)")
+        elif region or zone:
+            where = offers.check_region_zone(infra, (cloud, region, zone))
+            if where is None:
+                unchecked.append(f"--infra {infra} (no {cloud} catalog here)")
+            else:
+                checked.append(f"{cloud} region {region} is in {where}" if region else f"{cloud} zone {zone}")
+                if zone and cloud == "aws":
+                    unchecked.append(f"zone {zone} (AWS names zones per account)")
+                elif zone:
+                    checked.append(f"zone {zone} is in {region}")
+    if cache:
+        unchecked.append(f"whether {cache} exists and can be mounted (only its form is checked)")
+    return checked, unchecked
+
+
+def _dry_run_context(client: SkyClient | None, infra: str, context: str | None, checked: list[str],
+                     unchecked: list[str]) -> None:
+    name = context or "(default)"
+    if client is None:
+        unchecked.append(f"Kubernetes context {name}")
+        return
+    try:
+        enabled = client.enabled_infra()
+    except ApiServerUnreachableError:
+        unchecked.append(f"Kubernetes context {name} (no SkyPilot API server answered)")
+        return
+    contexts = [i for i in enabled if i.split("/")[0] == "kubernetes"]
+    if (f"kubernetes/{context}" not in contexts) if context else not contexts:
+        raise UserError(f"--infra {infra}: the SkyPilot API server has no enabled Kubernetes context {name}; "
+                        f"enabled: {', '.join(contexts) or 'none'}. Next: add it to the API server's kubeconfig, "
+                        "then `sky check kubernetes`")
+    checked.append(f"Kubernetes context {name} is enabled on the API server")
+    unchecked.append(f"whether Kubernetes context {name} answers")
 
 
 def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render.Deployment, *,

@@ -69,13 +69,18 @@ def _launch_common(kind, plan_args, name, image, dryrun, yes, json_, no_smoke, e
     if dryrun:
         if taken:
             stderr.print(f"Note: {taken}", markup=False, soft_wrap=True)
+        asks_server = bool(infra) and skyapi.parse_infra(infra)[0] == "kubernetes"
+        checked, unchecked = lifecycle.dry_run_checks(skyapi.SkyPilotClient() if asks_server else None, infra,
+                                                      cache)
         if json_:
             print_json({"name": full_name, "kind": kind, "dryrun": True, "yaml": text,
                         "envs": user_envs, "secrets": sorted(user_secrets),
-                        "offers": [o.to_dict() for o in result.offers[:8]]})
+                        "offers": [o.to_dict() for o in result.offers[:8]],
+                        "checked": checked, "not_checked": unchecked})
         else:
             click.echo(text, nl=False)
-            stderr.print("[dim]Dry run: nothing launched. The YAML above is valid SkyPilot input.[/]")
+            stderr.print(f"Dry run: nothing launched. Checked: {'; '.join(checked)}. Not checked in a dry run: "
+                         f"{'; '.join(unchecked)}.", style="dim", markup=False, soft_wrap=True)
         return 0
     if result.no_cloud_enabled:
         raise NoCloudError("no cloud is enabled in SkyPilot, so nothing can be launched: run `sky check` "

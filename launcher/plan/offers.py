@@ -96,6 +96,8 @@ def check_infra(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[s
     if clouds is not None and infra:
         raise UserError("give --clouds or --infra, not both (--infra pins one cloud, --clouds several)")
     pin = skyapi.parse_infra(infra) if infra else None
+    if pin:
+        check_region_zone(infra or "", pin)
     if clouds is None:
         return None, pin
     if not clouds:
@@ -111,6 +113,19 @@ def check_infra(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[s
         raise UserError(f"--clouds: unknown cloud(s) {', '.join(unknown)}; SkyPilot knows: "
                         f"{', '.join(skyapi.known_infra())}")
     return names, pin
+
+
+def check_region_zone(infra: str, pin: tuple) -> str | None:
+    """A pinned region/zone must be in the cloud's catalog (UserError naming what is allowed, offline);
+    returns which catalog was read, or None when none has this cloud (Kubernetes contexts, SSH pools and
+    Slurm clusters are not in a catalog): not checked here."""
+    cloud, region, zone = pin
+    if not (region or zone) or cloud in ("kubernetes", "ssh", "slurm"):
+        return None
+    reason, where = skyapi.region_zone_problem(cloud, region, zone, str(snapshot_folder()))
+    if reason:
+        raise UserError(f"--infra {infra}: {reason} (from {where})")
+    return where
 
 
 def resolve_clouds(clouds: Sequence[str] | None, infra: str | None) -> tuple[list[str], list[str]]:

@@ -733,24 +733,22 @@ if TYPE_CHECKING:  # mypy: the real client keeps the seam's Protocol
     _: SkyClient = SkyPilotClient()
 
 
-def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
-                                  snapshot_v8: str) -> list[dict[str, Any]]:
-    """Same as list_gpu_offers for one cloud, read by SkyPilot from a bundled snapshot folder.
+@contextlib.contextmanager
+def _snapshot_catalog(cloud: str, snapshot_v8: str) -> Iterator[Any]:
+    """SkyPilot's catalog module for `cloud`, reading the bundled snapshot folder `snapshot_v8`.
 
     In-process (no second interpreter importing SkyPilot again): a private copy of SkyPilot's catalog
     module for `cloud` is executed while SkyPilot's catalog folder points at `snapshot_v8`, so its own
-    reader (`read_catalog`, `list_accelerators`, GCP's host-VM pricing) reads the snapshot files. The
-    snapshot has no `.meta/*.md5`, so SkyPilot treats it as user-modified and never fetches over it;
-    sys.modules and SkyPilot's own catalog folder are left as they were.
+    reader (`read_catalog`, `list_accelerators`, `validate_region_zone`, GCP's host-VM pricing) reads the
+    snapshot files. The snapshot has no `.meta/*.md5`, so SkyPilot treats it as user-modified and never
+    fetches over it; sys.modules and SkyPilot's own catalog folder are left as they were. Use the module
+    inside the block only (its tables are read lazily).
     """
     import importlib.util
-    import math
-    import re
 
     from sky.catalog import common
     from sky.utils import accelerator_registry  # noqa: F401  bound to SkyPilot's own folder, not the snapshot
 
-    pattern = "^(?:" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
     where = f"{snapshot_v8}/{cloud}/vms.csv"
     saved = common._ABSOLUTE_VERSIONED_CATALOG_DIR  # pylint: disable=protected-access
     common._ABSOLUTE_VERSIONED_CATALOG_DIR = snapshot_v8  # pylint: disable=protected-access
@@ -765,9 +763,7 @@ def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
                 # AWS renames zones per account by calling AWS (boto3, credentials, network); a snapshot
                 # read stays offline and account-neutral: SkyPilot's own fallback, the catalog as published.
                 vars(module)["_user_df"] = module._default_df  # pylint: disable=protected-access
-            found = module.list_accelerators(gpus_only=True, name_filter=pattern, region_filter=None,
-                                             quantity_filter=None, case_sensitive=False, all_regions=True,
-                                             require_price=True)
+            yield module
     except SkyError:
         raise
     except Exception as exc:  # pandas/CSV errors come as many types; say which file, never a class name
@@ -775,6 +771,18 @@ def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
         raise SkyError(f"cannot read the bundled price snapshot {where}: {detail}") from exc
     finally:
         common._ABSOLUTE_VERSIONED_CATALOG_DIR = saved  # pylint: disable=protected-access
+
+
+def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
+                                  snapshot_v8: str) -> list[dict[str, Any]]:
+    """Same as list_gpu_offers for one cloud, read by SkyPilot from a bundled snapshot folder."""
+    import math
+
+    pattern = "^(?:" + "|".join(re.escape(n) for n in accelerator_names) + ")$"
+    with _snapshot_catalog(cloud, snapshot_v8) as module:
+        found = module.list_accelerators(gpus_only=True, name_filter=pattern, region_filter=None,
+                                         quantity_filter=None, case_sensitive=False, all_regions=True,
+                                         require_price=True)
     rows = []
     for infos in found.values():
         for info in infos:
@@ -787,6 +795,57 @@ def list_gpu_offers_from_snapshot(accelerator_names: Sequence[str], cloud: str,
                 else float(spot),
             ))
     return [r for r in rows if not math.isnan(r["price"])]
+
+
+def region_zone_problem(cloud: str, region: str | None, zone: str | None,
+                        snapshot_v8: str) -> tuple[str | None, str | None]:
+    """Whether `cloud`'s catalog has this region (and zone), asked of SkyPilot's own validator: of its
+    cached catalog when it has one, else of the bundled snapshot (what `plan` prices from). AWS zones are
+    not asked: its catalog holds zone ids (use1-az1) that SkyPilot renames per account by calling AWS.
+
+    Returns (SkyPilot's reason in one line, with the zones of a known region when a zone is wrong, or None;
+    which catalog was read), or (None, None) when neither has `cloud` (nothing checked)."""
+    import os
+
+    live = cloud != "aws" and os.path.exists(real_catalog_path(cloud))
+    table = real_catalog_path(cloud) if live else f"{snapshot_v8}/{cloud}/vms.csv"
+    if not os.path.exists(table):
+        return None, None
+    if cloud == "aws":
+        zone = None
+    problem: ValueError | None = None
+    if live:
+        from sky import catalog
+
+        try:
+            with _quiet():
+                catalog.validate_region_zone(region, zone, clouds=cloud)
+        except ValueError as exc:
+            problem = exc
+    else:
+        with _snapshot_catalog(cloud, snapshot_v8) as module:
+            try:
+                module.validate_region_zone(region, zone)
+            except ValueError as exc:  # kept, not raised: the block would call it an unreadable snapshot
+                problem = exc
+    where = "SkyPilot's catalog" if live else "the bundled catalog snapshot"
+    if problem is None:
+        return None, where
+    reason = "; ".join(line.strip() for line in str(problem).splitlines() if line.strip())
+    listed = "Did you mean" in reason or "List of supported" in reason
+    return reason + (_zones_hint(table, region) if zone and region and not listed else ""), where
+
+
+def _zones_hint(table: str, region: str) -> str:
+    """'; zones of REGION: a, b' from the catalog table (column AvailabilityZone), '' when it has none."""
+    import csv
+
+    with contextlib.suppress(OSError, csv.Error), open(table, newline="") as rows:
+        zones = sorted({row.get("AvailabilityZone") or "" for row in csv.DictReader(rows)
+                        if row.get("Region") == region} - {""})
+        if zones:
+            return f"; zones of {region}: {', '.join(zones)}"
+    return ""
 
 
 def known_infra() -> list[str]:
