@@ -160,6 +160,17 @@ def check_kubernetes_answers(client: SkyClient) -> None:
                    f"kubernetes`; or launch on what answers: --infra {answering[0]}")
 
 
+def check_controller_placeable(client: SkyClient) -> None:
+    """A service needs a SkyServe controller first; with nowhere to place it SkyPilot retries every 30 s for
+    ever. Say so before serve.up is sent (UserError, exit 2: the API server's setup, as 'no cloud is
+    enabled'), with the next command; nothing is recorded or launched."""
+    why = client.serve_controller_unplaceable()
+    if why:
+        raise UserError(f"no enabled infra can host the SkyServe controller a service needs ({why}). Next: "
+                        "enable a cloud or Kubernetes cluster that can (`sky check`), or launch one cluster "
+                        "without SkyServe with `gptoss-sky up`")
+
+
 def dry_run_checks(client: SkyClient | None, infra: str | None,
                    cache: str | None) -> tuple[list[str], list[str]]:
     """What a dry run checked beyond SkyPilot's task parser, and what it cannot check without launching:
@@ -232,6 +243,8 @@ def launch(catalog: Catalog, client: SkyClient, model: Model, deployment: render
     name = deployment.name
     secret = deployment.recipes[0].engine.api_key_env
     _check_free(client, name, deployment.service)
+    if deployment.service:
+        check_controller_placeable(client)
     check_pinned_infra(client, deployment.infra)
     if not deployment.infra:
         check_kubernetes_answers(client)

@@ -101,6 +101,9 @@ class FakeSky:
         self.requests: dict[str, str] = {}  # request id -> SkyPilot RequestStatus name
         self.hold_request = False  # the next launch/serve_up is interrupted with its request RUNNING
         self.unreachable: dict[str, str] = {}  # "kubernetes/CTX" -> why the server cannot reach it
+        # Its clouds answer, so a service's controller has somewhere to go unless a test says why not
+        # (the real server's answer with Lambda alone is checked in test_sky_requests).
+        self.controller_unplaceable: str | None = None
         self.fail_down: set[str] = set()  # clusters/services whose teardown the cloud refuses
 
     # --- test set-up ----------------------------------------------------------------------------
@@ -322,6 +325,9 @@ class FakeSky:
             return (f"asking Kubernetes context {context or '(default)'} for its nodes: Failed to load Kubernetes "
                     f"configuration for {context or '(current-context)'!r}.")
         return None
+
+    def serve_controller_unplaceable(self) -> str | None:
+        return self.controller_unplaceable
 
     def enabled_infra(self) -> list[str]:
         return list(self.infra)

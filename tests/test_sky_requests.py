@@ -63,6 +63,9 @@ def test_ctrl_c_right_after_serve_cancels_the_real_request_and_keeps_record_and_
     from launcher.sky import state
 
     class CtrlC(skyapi.SkyPilotClient):
+        def serve_controller_unplaceable(self):  # it would refuse Lambda alone before serve.up: this test
+            return None  # is about a serve.up request that runs
+
         def serve_up(self, config, service_name, **kw):
             given = kw.pop("on_request")
 
@@ -125,3 +128,22 @@ def test_up_with_a_dead_kubernetes_context_beside_lambda_names_it_and_sends_no_l
     assert "--infra lambda" in error[0] and "kubectl get nodes --context gptoss-fake-ctx" in error[0]
     assert not any("launch" in name for name in requests), requests
     assert any("kubernetes_node_info" in name for name in requests), requests
+
+
+def test_serve_whose_controller_cannot_be_placed_is_refused_in_seconds_before_serve_up(lambda_only):
+    """Was: serve.up sent, then SkyPilot's retry loop every 30 s (ended at its first retry, exit 1, with a
+    request to cancel). Lambda cannot host a SkyServe controller; SkyPilot's table says so, asked first."""
+    from clitools import invoke
+    from sky.client import sdk
+
+    from launcher.sky import state
+
+    earlier = {r.request_id for r in sdk.api_status(all_status=True)}
+    result = invoke("serve", "20b", "-y", "--gpu", "H100")
+    requests = [r.name for r in sdk.api_status(all_status=True) if r.request_id not in earlier]
+    assert result.exit_code == 2, result.stdout + result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "can host the SkyServe controller" in error[0], result.stderr
+    assert "Host controllers are not supported in Lambda" in error[0] and "gptoss-sky up" in error[0]
+    assert not any("serve" in name for name in requests), requests
+    assert not state.exists("gptoss-svc-20b") and not state.has_key("gptoss-svc-20b")

@@ -41,8 +41,9 @@ def drift(protocol: type, cls: type) -> list[str]:
 
 def test_the_protocol_names_every_call_that_reaches_a_cloud():
     assert MEMBERS == ["cancel_request", "clusters", "current_user", "down", "enabled_infra", "endpoint",
-                       "job_status", "kubernetes_unreachable", "launch", "request_status", "serve_down",
-                       "serve_logs", "serve_up", "serve_update", "services", "tail_logs"]
+                       "job_status", "kubernetes_unreachable", "launch", "request_status",
+                       "serve_controller_unplaceable", "serve_down", "serve_logs", "serve_up", "serve_update",
+                       "services", "tail_logs"]
 
 
 @pytest.mark.parametrize("cls", [skyapi.SkyPilotClient, FakeSky], ids=lambda c: c.__name__)

@@ -91,3 +91,7 @@ class SkyClient(Protocol):
     def enabled_infra(self) -> list[str]:
         """Infra the API server can launch on ('aws', 'kubernetes/CTX', 'ssh/POOL', ...)."""
         ...
+
+    def serve_controller_unplaceable(self) -> str | None:
+        """Why a new service's SkyServe controller has nowhere to go, in SkyPilot's words; None if it has."""
+        ...

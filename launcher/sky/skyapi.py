@@ -717,6 +717,27 @@ class SkyPilotClient:
             return str(exc)
         return None
 
+    def serve_controller_unplaceable(self) -> str | None:
+        """Why SkyPilot cannot place a SkyServe controller for a new service, in its own words (each enabled
+        infra's reason from SkyPilot's table of unsupported features); None when it can: a controller already
+        runs, some enabled infra can host one, or this client's SkyPilot config runs controllers inside the
+        API server (serve.controller.consolidation_mode). Asked before serve.up, which would retry every
+        30 s for ever. Two bounded requests; no enabled infra at all is said as such."""
+        from sky import skypilot_config
+
+        with contextlib.suppress(Exception):
+            if skypilot_config.get_nested(("serve", "controller", "consolidation_mode"), False):
+                return None
+        if self._serve_controller() is not None:
+            return None
+        enabled = self.enabled_infra()
+        if not enabled:
+            return "no infra is enabled on the SkyPilot API server"
+        reasons = {infra: missing_feature(infra.split("/")[0], "host_controllers") for infra in enabled}
+        if any(reason is None for reason in reasons.values()):
+            return None
+        return "; ".join(f"{infra}: {' '.join(str(reason).split())}" for infra, reason in reasons.items())
+
     def enabled_infra(self) -> list[str]:
         """Infra the API server can launch on, lower-case, as SkyPilot names it ('aws', 'kubernetes/CTX',
         'ssh/POOL', ...), asked of the server (so a remote team server works)."""
