@@ -212,15 +212,16 @@ global_user_state.set_enabled_clouds(json.loads(sys.argv[1]), cloud.CloudCapabil
 """
 
 
-def set_enabled_clouds(server: SkyServer, clouds: list[str]) -> None:
+def set_enabled_clouds(server: SkyServer, clouds: list[str], kube_server: str = "https://127.0.0.1:9") -> None:
     """Write `clouds` into the server's enabled-cloud cache (what `sky check` would leave there); for
-    kubernetes, also a clearly fake kubeconfig whose one context is `gptoss-fake-ctx`."""
+    kubernetes, also a clearly fake kubeconfig whose one context is `gptoss-fake-ctx`, its cluster at
+    `kube_server` (by default a port where nothing listens)."""
     import json
 
     kubeconfig = server.home / ".kube" / "config"
     if "kubernetes" in clouds:
         kubeconfig.parent.mkdir(exist_ok=True)
-        kubeconfig.write_text(FAKE_KUBECONFIG)
+        kubeconfig.write_text(FAKE_KUBECONFIG.replace("https://127.0.0.1:9", kube_server))
     elif kubeconfig.exists():
         kubeconfig.unlink()
     done = subprocess.run([sys.executable, "-c", _SET_ENABLED, json.dumps(clouds)], env=server.env(),

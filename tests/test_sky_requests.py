@@ -130,6 +130,58 @@ def test_up_with_a_dead_kubernetes_context_beside_lambda_names_it_and_sends_no_l
     assert any("kubernetes_node_info" in name for name in requests), requests
 
 
+def test_a_kubernetes_context_that_accepts_and_never_answers_is_named_within_the_bound(sky_server, monkeypatch):
+    """Was: the one question to the context waited on its server for 63 s (a listener that accepts and says
+    nothing), past the 30 s in which a launch must fail with its cause; now it is waited on for
+    KUBE_ANSWER_S and then cancelled."""
+    import socket
+    import threading
+
+    from clitools import invoke
+    from sky.client import sdk
+
+    from launcher.sky import skyapi
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold() -> None:  # a Kubernetes API server that never sends a byte
+        listener.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    monkeypatch.setattr(skyapi, "KUBE_ANSWER_S", 4.0)
+    port = listener.getsockname()[1]
+    skyserver.set_enabled_clouds(sky_server, ["kubernetes", "lambda"], kube_server=f"https://127.0.0.1:{port}")
+    earlier = {r.request_id for r in sdk.api_status(all_status=True)}
+    try:
+        result = invoke("up", "20b", "-y")
+        asked = [r for r in sdk.api_status(all_status=True) if r.request_id not in earlier]
+    finally:
+        skyserver.set_enabled_clouds(sky_server, [])
+        stop.set()
+        thread.join(5)
+        for connection in held:
+            connection.close()
+        listener.close()
+    assert held, "the context's server was never contacted"
+    assert result.exit_code == 1, result.stdout + result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "gptoss-fake-ctx" in error[0] and "did not answer" in error[0], error
+    assert "within 4 s" in error[0] and "--infra lambda" in error[0], error
+    node_info = [r for r in asked if "kubernetes_node_info" in r.name]
+    assert node_info and all(str(r.status) not in skyapi.status_names().request_active for r in node_info)
+    assert not any("launch" in r.name for r in asked)
+
+
 def test_serve_whose_controller_cannot_be_placed_is_refused_in_seconds_before_serve_up(lambda_only):
     """Was: serve.up sent, then SkyPilot's retry loop every 30 s (ended at its first retry, exit 1, with a
     request to cancel). Lambda cannot host a SkyServe controller; SkyPilot's table says so, asked first."""

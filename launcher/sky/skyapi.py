@@ -406,6 +406,7 @@ def _stream_lines(action: str, call: Callable[[io.TextIOBase], Any]) -> Iterator
 
 CANCEL_WAIT_S = 20.0  # how long a cancelled request may take to show as CANCELLED
 CANCEL_RECHECK_S = 3.0  # cancel again when it still reads active this long after a cancel
+KUBE_ANSWER_S = 15.0  # a Kubernetes context that has not answered its node list in this long is not answering
 # SkyPilot's retry loop (`retry_until_up`; the SkyServe controller always retries): the line it logs
 # before sleeping, e.g. "↺ Retry after 30s  View logs: sky logs --provision sky-serve-controller-…".
 _RETRY_LINE = re.compile(r"Retry after \d+s")
@@ -704,13 +705,28 @@ class SkyPilotClient:
 
     def kubernetes_unreachable(self, context: str | None) -> str | None:
         """Why the API server cannot reach this Kubernetes context (None = its default one), in
-        SkyPilot's words; None when it answers. One bounded request (SkyPilot's 5 s API timeout)."""
+        SkyPilot's words; None when it answers. One request, waited on for KUBE_ANSWER_S at most: a context
+        whose server accepts and never answers held it for 63 s on a local API server, so a context that
+        has not answered by then is said to be not answering and its request is cancelled."""
+        import time
+
         import sky
         from sky.client import sdk
 
+        what = f"asking Kubernetes context {context or '(default)'} for its nodes"
         try:
-            with _sky_call(f"asking Kubernetes context {context or '(default)'} for its nodes"):
-                sky.get(sdk.kubernetes_node_info(context))
+            with _sky_call(what):
+                request_id = sdk.kubernetes_node_info(context)
+            deadline = time.monotonic() + KUBE_ANSWER_S
+            while self.request_status(request_id) in status_names().request_active:
+                if time.monotonic() >= deadline:
+                    with contextlib.suppress(GptossSkyError):
+                        self.cancel_request(request_id)
+                    return (f"it did not answer the API server's request for its nodes within {KUBE_ANSWER_S:g} s "
+                            f"(request {request_id}, cancelled)")
+                time.sleep(0.5)
+            with _sky_call(what):
+                sky.get(request_id)
         except ApiServerUnreachableError:
             raise
         except SkyError as exc:
