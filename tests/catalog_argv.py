@@ -1,9 +1,11 @@
 """The engine command line a GPU and count must start, computed from the raw catalog YAML (engine flags,
 generation, overrides, profile) and the capacity planner's context, not taken from the renderer.
-Shared by tests/test_node_sim.py and tests/test_engine_args.py."""
+Shared by tests/test_node_sim.py, tests/test_engine_args.py and tests/test_saved_profiles.py; vllm_parser is
+vLLM 0.32.0's serve options as its own argparse dumped them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -57,3 +59,19 @@ def expected_argv(engine: str, model: str, gpu: str, count: int, home: Path) -> 
     if e["api_key_config"]:
         argv += [e["api_key_config"]["flag"], e["api_key_config"]["path"].replace("$HOME", str(home))]
     return argv
+
+
+def vllm_parser() -> argparse.ArgumentParser:
+    """vLLM 0.32.0's serve options with what each takes (value or switch, nargs), from its own argparse."""
+    folder = catalog.load().engine("vllm").option_list_path().parent
+    rules = json.loads((folder / "vllm-0.32.0.values.json").read_text())
+    parser = argparse.ArgumentParser(prog="vllm serve", add_help=False, exit_on_error=False, allow_abbrev=False)
+    parser.add_argument("model")
+    for flag in sorted(line.strip() for line in (folder / "vllm-0.32.0.txt").read_text().splitlines()
+                       if line.startswith("--")):
+        rule = rules.get(flag) or {"value": True}
+        if not rule.get("value"):
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, nargs=rule.get("nargs"))
+    return parser

@@ -17,12 +17,10 @@ import subprocess
 
 import pytest
 import yaml
-from catalog_argv import expected_argv
+from catalog_argv import expected_argv, vllm_parser
 from clitools import invoke
 from nodesim import Node
 from sglang_parts import known_flags, sglang_config_merger
-
-from launcher.plan import catalog
 
 KEY = "sk-engine-args-7d2c4e1f0a"
 
@@ -81,27 +79,11 @@ def _check_received(argv: list[str], args, base: list[str]) -> None:
     assert _without(argv, [flag for _, flag, _ in args]) == base
 
 
-def _vllm_parser() -> argparse.ArgumentParser:
-    """vLLM 0.32.0's serve options with what each takes (value or switch, nargs), from its own argparse."""
-    folder = catalog.load().engine("vllm").option_list_path().parent
-    rules = json.loads((folder / "vllm-0.32.0.values.json").read_text())
-    parser = argparse.ArgumentParser(prog="vllm serve", add_help=False, exit_on_error=False, allow_abbrev=False)
-    parser.add_argument("model")
-    for flag in sorted(line.strip() for line in (folder / "vllm-0.32.0.txt").read_text().splitlines()
-                       if line.startswith("--")):
-        rule = rules.get(flag) or {"value": True}
-        if not rule.get("value"):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, nargs=rule.get("nargs"))
-    return parser
-
-
 def test_vllm_receives_json_quotes_stars_spaces_and_newlines_as_typed(tmp_path):
     argv, node = _launched_argv(tmp_path, "vllm", VLLM_ARGS)
     _check_received(argv, VLLM_ARGS, expected_argv("vllm", "20b", "H200", 1, node.home)[1:])
     assert argv[0] == "serve"
-    parsed = vars(_vllm_parser().parse_args(argv[1:]))
+    parsed = vars(vllm_parser().parse_args(argv[1:]))
     for _, flag, value in VLLM_ARGS:
         assert parsed[flag[2:].replace("-", "_")] == value
     # the JSON-valued flags hold the JSON the user meant (vLLM reads them with json.loads)

@@ -208,7 +208,8 @@ def up(name, idle_minutes, down_when_idle, no_autostop, image, dryrun, yes, no_s
 @click.option("--min-replicas", type=int, callback=non_negative_int, help="Autoscaling lower bound.")
 @click.option("--max-replicas", type=int, callback=positive_int, help="Autoscaling upper bound.")
 @click.option("--target-qps", type=float, callback=positive_number,
-              help="Requests/s per replica before scaling out (with --min/--max-replicas).")
+              help="Requests/s per replica before scaling out (with --min/--max-replicas); a saved --profile "
+                   "gives the one it measured.")
 @click.option("--ondemand-fallback", is_flag=True, help="With --spot: fall back to on-demand replicas.")
 @launch_options
 def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallback, image, dryrun, yes, no_smoke,
@@ -225,10 +226,27 @@ def serve(name, replicas, min_replicas, max_replicas, target_qps, ondemand_fallb
                         "(with fixed --replicas there is nothing to scale)")
     if ondemand_fallback and not plan_args["spot"]:
         raise UserError("--ondemand-fallback only applies with --spot")
+    measured = _saved_target_qps(plan_args["profile"], plan_args["engine"])
+    if measured is not None and target_qps is None:  # the saved profile's measured load per replica
+        target_qps = measured
+        if min_replicas is None:  # a fixed count keeps it, as a policy `scale --min/--max-replicas` autoscales on
+            min_replicas = max_replicas = replicas or 1
+            replicas = None
     return _launch_common("service", plan_args, name, image, dryrun, yes, json_, no_smoke, envs, secrets,
                           replicas=replicas,
                           min_replicas=min_replicas, max_replicas=max_replicas, target_qps=target_qps,
                           ondemand_fallback=ondemand_fallback)
+
+
+def _saved_target_qps(profile, engine):
+    """A saved profile's target_qps_per_replica; None for a catalog profile (resolve checks the saved file)."""
+    from launcher.plan import catalog as catalog_mod
+    from launcher.plan import saved_profiles
+
+    builtin = tuple(catalog_mod.load().engine(engine).profiles)
+    if profile in builtin:
+        return None
+    return saved_profiles.load(profile, builtin).target_qps_per_replica
 
 
 @click.command("scale")

@@ -22,8 +22,11 @@ from launcher.plan import offers as plan_mod
 
 
 def resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_version=None, engine_args=(),
-             model_source=None, quiet=False, spot=False, **_):
+             model_source=None, quiet=False, spot=False, profile=None, **_):
     """Every name and option checked before any pricing: (catalog, model, GPU specs, cloud list).
+
+    A --profile that is no catalog profile is a saved one (launcher/plan/saved_profiles): the catalog
+    returned carries it, and with no --gpu the specs are the GPU and count it was measured on.
 
     Bad input fails here in well under a second, as one line naming the option and what is allowed.
     """
@@ -39,6 +42,11 @@ def resolve(model, gpus, clouds, infra, context, engine, tool_server, engine_ver
             stderr.print(f"[yellow]warning[/]: --model-source {model_source} is not pinned: the node downloads "
                          "whatever `main` is then; give REPO@COMMIT to pin it")
     specs = [parse_gpu_spec(catalog, g) for g in gpus]
+    if profile and profile not in catalog.engine(engine).profiles:
+        from launcher.plan import saved_profiles
+
+        catalog, _saved, measured_on = saved_profiles.apply(catalog, profile, m, engine, specs)
+        specs = list(measured_on)
     check_context(m, context)
     cloud_list = [c.strip() for c in clouds.split(",") if c.strip()] if clouds is not None else None
     names, pin = plan_mod.check_infra(cloud_list, infra)
@@ -55,7 +63,7 @@ def priced_plan(model, gpus, clouds, infra, spot, context, profile, optimize, en
           all_regions=False, engine_version=None, engine_args=(), model_source=None):
     """Resolve names and price the fitting recipes (the part plan, up and serve share)."""
     catalog, m, specs, cloud_list = resolve(model, gpus, clouds, infra, context, engine, tool_server,
-                                             engine_version, engine_args, model_source, spot=spot)
+                                             engine_version, engine_args, model_source, spot=spot, profile=profile)
     with stderr.status("Pricing offers with SkyPilot's catalog..."):
         result = plan_mod.build(catalog, m, gpu_specs=specs, clouds=cloud_list, infra=infra, spot=spot,
                                 context=context, profile=profile, optimize=optimize, dummy_weights=dummy_weights,
@@ -115,7 +123,7 @@ def _pinned_infra_answers(infra):
 @json_option
 def plan(top, all_regions, json_, **plan_args):
     """Price every GPU offer that fits MODEL, best first."""
-    _, _, result = priced_plan(**plan_args, all_regions=all_regions)
+    _, m, result = priced_plan(**plan_args, all_regions=all_regions)
     model = plan_args["model"]
     if plan_args.get("infra"):
         _pinned_infra_answers(plan_args["infra"])
@@ -127,7 +135,19 @@ def plan(top, all_regions, json_, **plan_args):
         print_json([o.to_dict() for o in result.offers[:top]])
         return 0
     print_plan(result, top, console=table_console(80))
+    _print_saved_profiles(m.name)
     return 0
+
+
+def _print_saved_profiles(model_name):
+    """The saved profiles (gptoss-sky tune --save) measured on this model, one line each, on stderr."""
+    from launcher.plan import saved_profiles
+
+    for saved, p in saved_profiles.saved_for(model_name):
+        stderr.print(f"Saved profile {saved}: {p.engine} on {p.accelerator}, "
+                     f"target_qps_per_replica {p.target_qps_per_replica:g} at ttft-p90 <= {p.slo.ttft_p90_ms:g} ms, "
+                     f"tpot-p50 <= {p.slo.tpot_p50_ms:g} ms ({p.bench.input_len}/{p.bench.output_len} tokens), "
+                     f"measured {p.measured.at}: --profile {saved}", markup=False, soft_wrap=True)
 
 
 COMMANDS = [plan]

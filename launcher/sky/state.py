@@ -200,6 +200,15 @@ def _atomic_write(path: Path, text: str, mode: int = 0o600, *, exclusive: bool =
                 os.unlink(tmp)
 
 
+def write_file(kind: str, filename: str, text: str) -> Path:
+    """home()/KIND/FILENAME written atomically, 0600 (the folder created 0700): for files other than records
+    and keys that gptoss-sky keeps, e.g. the tuned profiles under profiles/."""
+    path = _dir(kind) / filename
+    with locked():
+        _atomic_write(path, text)
+    return path
+
+
 def new_key(name: str) -> Path:
     """Generate a fresh API key for a deployment; stored 0600, returned as a path (never printed).
     Never replaces a key file already there (it may be the only key of something still running)."""
