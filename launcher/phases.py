@@ -63,6 +63,20 @@ def parse_marker(line: str) -> Marker | None:
     return Marker(name, at)
 
 
+# What the run script prints when the engine died while its API server lived (the engine's own log line
+# follows); the launcher adds that line to a failed launch's cause.
+ENGINE_FAILED = "gptoss-sky: engine failed: "
+
+
+def engine_failure(lines: list[str]) -> str | None:
+    """The engine's fatal log line the run script named, from the last such line; None when there is none."""
+    for line in reversed(lines):
+        at = clean(line).find(ENGINE_FAILED)
+        if at >= 0:
+            return clean(line)[at + len(ENGINE_FAILED):].strip() or None
+    return None
+
+
 @dataclass
 class Phase:
     name: str

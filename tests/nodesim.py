@@ -13,7 +13,9 @@ stub executables on PATH that record their argv and environment (one JSON file p
               the code given or serve until SIGTERM; "compiles" (writes a kernel) into each compile cache
               folder the environment names unless one is there; with NODESIM_LATE_KERNEL=SECONDS one more
               into TRITON_CACHE_DIR that long after ready (state/compiled-late says it had to).
-              `python -c "import ..."` is setup's check.
+              `python -c "import ..."` is setup's check. NODESIM_ENGINE=worker-dies: a child "worker" prints
+              a CUDA error and exits 1, the engine logs vLLM's "Worker proc ... died unexpectedly" and serves
+              nothing (never ready) until SIGTERM.
 The stubs use this interpreter (sys.executable); nothing here talks to a network or a GPU.
 """
 
@@ -31,7 +33,7 @@ from typing import Any
 
 STUB = r'''#!{python}
 """nodesim stub: records the call, then behaves as its name says (tests/nodesim.py)."""
-import hashlib, json, os, signal, sys, threading, time
+import hashlib, json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
 
 name = os.path.basename(sys.argv[0])
@@ -65,6 +67,30 @@ def compile_late(delay):
         (state / "compiled-late").touch()
 
 
+def serve_until_stopped():
+    def stop(signum, frame):
+        (state / "engine-stopped").write_text(str(signum))
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    deadline = time.monotonic() + 60  # never outlive a failed test by more than a minute
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    sys.exit(124)
+
+
+def worker_dies():
+    """vLLM 0.26.0 on 2x H200 without NVLink multicast: a worker process dies in memory profiling, the engine
+    core logs it, and the API server lives on with /health never answering."""
+    worker = subprocess.Popen([sys.executable, "-c", (
+        "import sys; print('(Worker_TP1 pid=2) RuntimeError: CUDA error: CUBLAS_STATUS_INTERNAL_ERROR when "
+        "calling cublasGemmEx(handle, opa, opb, m, n, k)', flush=True); sys.exit(1)")])
+    worker.wait()
+    print(f"(EngineCore pid={{os.getpid()}}) ERROR [multiproc_executor.py:316] Worker proc VllmWorker-1 died "
+          f"unexpectedly (exit code: {{worker.returncode}}), shutting down executor.", flush=True)
+    (state / "worker-died").touch()
+    serve_until_stopped()
+
+
 def engine():
     if "--config" in args:
         remember(args[args.index("--config") + 1])
@@ -81,24 +107,19 @@ def engine():
     log = os.environ.get("NODESIM_ENGINE_LOG", "")
     for line in log.splitlines():
         print(line, flush=True)
+    mode = os.environ.get("NODESIM_ENGINE", "exit:0")
+    if mode == "worker-dies":
+        worker_dies()
     (state / "ready").touch()
     late = os.environ.get("NODESIM_LATE_KERNEL")
     if late and "TRITON_CACHE_DIR" in os.environ:  # JIT after /health, as vLLM's first requests make Triton do
         threading.Thread(target=compile_late, args=(float(late),), daemon=True).start()
-    mode = os.environ.get("NODESIM_ENGINE", "exit:0")
     if mode.startswith("exit:"):
         sys.exit(int(mode.split(":")[1]))
     if mode.startswith("serve-for:"):  # answer /health for a while, then exit 0
         time.sleep(float(mode.split(":")[1]))
         sys.exit(0)
-    def stop(signum, frame):
-        (state / "engine-stopped").write_text(str(signum))
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, stop)
-    deadline = time.monotonic() + 60  # never outlive a failed test by more than a minute
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-    sys.exit(124)
+    serve_until_stopped()
 
 
 if name == "uv":

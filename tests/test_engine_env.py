@@ -26,10 +26,11 @@ def _listed(engine: str, version: str) -> set[str]:
 
 def _set_for_the_engine(data: dict) -> dict[str, str]:
     """Every variable the engine file puts into the engine's environment, by the key that sets it: the
-    generations' env, the compile caches (--cache), and the API key variable unless the file says that
-    variable is gptoss-sky's own (own_env: read by the node scripts, not by the engine)."""
+    generations' env, the compile caches (--cache), without_multicast's env, and the API key variable unless
+    the file says that variable is gptoss-sky's own (own_env: read by the node scripts, not by the engine)."""
     out = {name: f"generations.{gen}.env" for gen, spec in data["generations"].items() for name in spec["env"]}
     out.update({name: "compile_caches" for name in data.get("compile_caches") or {}})
+    out.update({name: "without_multicast.env" for name in (data.get("without_multicast") or {}).get("env", {})})
     if data["api_key_env"] not in (data.get("own_env") or {}):
         out[data["api_key_env"]] = "api_key_env"
     return out
@@ -73,6 +74,8 @@ def _one_line_error(*command: str) -> str:
      "compile_caches", "VLLM_TORCH_COMPILE_DIR"),
     ("sglang", lambda d: d["generations"]["hopper"]["env"].update(SGLANG_USE_FLASHINFER_MXFP4_MOE="1"),
      "generations.hopper.env", "SGLANG_USE_FLASHINFER_MXFP4_MOE"),
+    ("vllm", lambda d: d["without_multicast"]["env"].update(VLLM_FLASHINFER_ALLREDUCE_BACKENDS="trtllm"),
+     "without_multicast.env", "VLLM_FLASHINFER_ALLREDUCE_BACKENDS"),
     ("sglang", lambda d: d.pop("own_env"), "api_key_env", "SGLANG_API_KEY"),
 ])
 def test_a_catalog_setting_a_variable_the_release_does_not_read_is_one_line_exit_2(

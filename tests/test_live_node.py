@@ -45,6 +45,13 @@ STUBS = {
             'echo "INFO 11-30 12:00:02 [gpu_model_runner.py] Starting to load model openai/gpt-oss-20b..."\n'
             'sleep 0.3\n'
             'if [ -n "${STUB_CRASH:-}" ]; then echo "torch.OutOfMemoryError: CUDA out of memory" >&2; exit 1; fi\n'
+            # a worker that dies in memory profiling while the API server hangs (vLLM 0.26.0 on 2x H200)
+            'if [ -n "${STUB_WORKER_DIES:-}" ]; then\n'
+            '  bash -c \'echo "(Worker_TP1 pid=7) RuntimeError: CUDA error: an illegal memory access was encountered"; '
+            'exit 1\'\n'
+            '  echo "(EngineCore pid=6) ERROR Worker proc VllmWorker-1 died unexpectedly (exit code: 1)"\n'
+            '  while :; do sleep 1; done\n'
+            'fi\n'
             'echo "INFO 11-30 12:00:20 [gpu_model_runner.py] Model loading took 13.7 GiB and 18.2 seconds"\n'
             'sleep 0.3\n'
             'echo "INFO 11-30 12:00:40 [gpu_model_runner.py] Capturing CUDA graphs (mixed prefill-decode): 100%"\n'
@@ -191,8 +198,12 @@ def test_up_follows_the_real_node_scripts_to_answering(node_env):
 
 @pytest.mark.parametrize(("fault", "cause", "said"), [
     ("STUB_HF_FAIL", "setup failed on the node (job FAILED_SETUP)", "RepositoryNotFoundError"),
-    ("STUB_CRASH", "the engine exited with code 1", "CUDA out of memory"),
-], ids=["setup-fails", "engine-crashes"])
+    ("STUB_CRASH", "the engine exited with code 1: torch.OutOfMemoryError: CUDA out of memory",
+     "CUDA out of memory"),
+    # the API server lives on with /health unanswered: the node stops it, the cause is the worker's own line
+    ("STUB_WORKER_DIES", "the engine exited with code 1: (Worker_TP1 pid=7) RuntimeError: CUDA error: "
+     "an illegal memory access was encountered", "died unexpectedly"),
+], ids=["setup-fails", "engine-crashes", "worker-dies-server-lives"])
 def test_a_real_node_that_fails_ends_up_with_its_own_cause_and_log(node_env, fault, cause, said):
     node_env(**{fault: "1"})
     result = invoke("up", "20b", "--gpu", "A100", "-y", "--json", "--no-smoke")

@@ -127,9 +127,12 @@ class Engine(schema.EngineHead):
 
     def engine_env(self) -> dict[str, str]:
         """Every variable this file puts into the engine's environment -> the key that sets it: the
-        generations' env, the compile caches (--cache), and the API key variable unless it is in own_env."""
+        generations' env, the compile caches (--cache), without_multicast's env (TP on a host with NVLink
+        multicast off), and the API key variable unless it is in own_env."""
         out = {name: f"generations.{gen}.env" for gen, spec in self.generations.items() for name in spec["env"]}
         out.update({name: "compile_caches" for name in self.compile_caches})
+        if self.without_multicast is not None:
+            out.update({name: "without_multicast.env" for name in self.without_multicast.env})
         if self.api_key_env not in self.own_env:
             out[self.api_key_env] = "api_key_env"
         return out

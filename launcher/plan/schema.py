@@ -207,6 +207,15 @@ class ApiKeyConfig(_Strict):
     path: str
 
 
+class WithoutMulticast(_Strict):
+    """What the run script exports on a node with several GPUs whose host turned NVLink multicast off."""
+
+    detect: dict[str, str]  # env var -> the value that says multicast is off (any one of them suffices)
+    env: dict[str, str]  # what the engine then gets
+    why: str
+    source: str  # where in the engine's source the choice is made
+
+
 class EngineHead(_Strict):
     """The keys of an engine file that the loaded catalog.Engine keeps as they are; EngineFile types the rest."""
 
@@ -224,6 +233,8 @@ class EngineHead(_Strict):
     compile_caches: dict[str, str] = {}  # env var -> folder, for --cache
     own_env: dict[str, str] = {}  # gptoss-sky's own variable -> who reads it (not the engine)
     env_prefix: str | None = None  # the engine's own variables' prefix: --env names with it are checked
+    fatal_log: Names = ()  # EREs: a log line matching one before /health means the engine is dead
+    without_multicast: WithoutMulticast | None = None  # TP > 1 on a host with NVLink multicast off
     validated_versions: Names = ()  # releases run end to end; others are allowed with a warning
     reserved_flags: dict[str, str] = {}  # flag -> why --engine-arg may not set it
     notes: str = ""

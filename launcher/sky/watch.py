@@ -253,7 +253,8 @@ class _Follow:
         lines = list(source.lines) if source is not None else list(self.watch.lines)
         if not lines:  # the follow stream gave nothing: ask for the end of the log once
             lines = self.last_lines(key)
-        return _failure(self.watch, cause, lines)
+        said = phases_mod.engine_failure(lines)
+        return _failure(self.watch, f"{cause}: {said}" if said else cause, lines)
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout
