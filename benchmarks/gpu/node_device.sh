@@ -15,6 +15,8 @@
 #   node_device.sh profiles SECONDS RUNS PLAN
 #                                  (in place of stage3) copy chunk c, wait for vLLM, start profiles.py detached on
 #                                  RUNS (names in commands.txt) with PLAN, then poll (PROFILE_ARGS: more options)
+#   node_device.sh tp2 SECONDS     (two GPUs, kind nvidia-h200-x2, in place of stage3) one driver with --gpus 2 on
+#                                  .gpu-stage/tp2.queue (stage_tp2.sh), both GPUs visible; then poll (TP2.md)
 #   poll and one copy .gpu-stage/queue.txt over the driver's queue first: the driver re-reads it before each
 #   step, so a later call can reorder or cut the steps not yet started
 set -u
@@ -93,6 +95,15 @@ one)
   nvidia-smi -L
   cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
       --stage "$STAGE" --site "$SITE" --out "$RES" --queue /root/queue.txt --drop-page-cache \
+      --prompts "${PROMPTS:-256}" > "$RES/driver.log" 2>&1 < /dev/null &
+  poll "${2:-420}" ;;
+tp2)
+  last_chunk || exit 1
+  compile_site
+  cp .gpu-stage/tp2.queue /root/queue.txt && mkdir -p "$RES"
+  nvidia-smi -L; env | grep -E '^(NCCL_NVLS_ENABLE|TORCH_SYMM_MEM_DISABLE_MULTICAST|NVSHMEM_DISABLE_NVLS)='
+  cd "$DRV" && PYTHONUNBUFFERED=1 setsid nohup python3 .gpu-stage/node_proof.py --yaml-dir .gpu-stage \
+      --stage "$STAGE" --site "$SITE" --out "$RES" --queue /root/queue.txt --gpus 2 --drop-page-cache \
       --prompts "${PROMPTS:-256}" > "$RES/driver.log" 2>&1 < /dev/null &
   poll "${2:-420}" ;;
 profiles)

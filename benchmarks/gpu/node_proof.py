@@ -52,6 +52,7 @@ from pathlib import Path
 PORT = 8000  # the engine's port in the rendered run block; a lane other than 0 moves it (--lane)
 BASE = f"http://127.0.0.1:{PORT}"
 GPU_INDEX: str | None = None  # the lane's GPU: nvidia-smi is asked about it alone
+NUM_GPUS = 1  # SKYPILOT_NUM_GPUS_PER_NODE of every step (--gpus): the run block's --tensor-parallel-size
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PHASE = re.compile(r"^gptoss-sky phase (\S+) (\d+(?:\.\d+)?)(?: (-?\d+))?\s*$")
 # The engine's own milestones (first line that matches), vLLM 0.26.
@@ -597,7 +598,7 @@ def engine_env(block: Block) -> dict:
                        Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace").split("\0") if "=" in kv)
         except OSError:
             continue
-        for k in CACHE_ENV:
+        for k in CACHE_ENV + ("VLLM_FLASHINFER_ALLREDUCE_BACKEND",):  # the run script's choice on a TP>1 node
             if k in env:
                 out[k] = env[k]
         if out:
@@ -862,7 +863,7 @@ def skypilot_env(base: dict, yaml_text: str, home: Path, key: str, extra_path: s
     env = dict(base)
     env.update(yaml_envs(yaml_text))
     env.update({"HOME": str(home), "USER": env.get("USER", "root"), "VLLM_API_KEY": key,
-                "SKYPILOT_NUM_GPUS_PER_NODE": "1", "SKYPILOT_NODE_RANK": "0", "SKYPILOT_NUM_NODES": "1",
+                "SKYPILOT_NUM_GPUS_PER_NODE": str(NUM_GPUS), "SKYPILOT_NODE_RANK": "0", "SKYPILOT_NUM_NODES": "1",
                 "SKYPILOT_NODE_IPS": "127.0.0.1", "SKYPILOT_TASK_ID": "node-proof", "PYTHONUNBUFFERED": "1",
                 "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
     for k in ("PYTHONPATH", "VIRTUAL_ENV") + CACHE_ENV:
@@ -1271,8 +1272,13 @@ def main() -> None:
     ap.add_argument("--drop-page-cache", action="store_true",
                     help="one lane: drop the page cache before every new-node step (as a fresh node reads from disk)")
     ap.add_argument("--seed-yaml", default="20b", help="`seeded` steps copy this task's saved cache")
+    ap.add_argument("--gpus", type=int, default=1,
+                    help="GPUs of the node (SKYPILOT_NUM_GPUS_PER_NODE; all visible): 2 for the TP2 tasks (TP2.md)")
     args = ap.parse_args()
-    global PORT, BASE, GPU_INDEX
+    global PORT, BASE, GPU_INDEX, NUM_GPUS
+    NUM_GPUS = args.gpus
+    if args.gpus > 1 and args.lane is not None:
+        raise SystemExit("--gpus N runs one node with every GPU visible: no --lane")
     lane = args.lane or 0
     if args.lane is not None:
         PORT, BASE, GPU_INDEX = 8000 + lane, f"http://127.0.0.1:{8000 + lane}", str(lane)

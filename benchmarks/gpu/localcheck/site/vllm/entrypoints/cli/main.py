@@ -45,7 +45,18 @@ def serve(argv):
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "done").write_text("x")
         say("torch.compile takes 1.5 s in total")
+    # KV lines as vLLM prints them, one per tensor-parallel worker. The numbers are the fake's own (fixed), not
+    # vLLM's: they exercise the driver's parsing and the capacity comparison, and prove nothing about vLLM.
+    tp = int(_opt(argv, "--tensor-parallel-size", "1"))
+    max_len = int(_opt(argv, "--max-model-len", "131072"))
+    backend = os.environ.get("VLLM_FLASHINFER_ALLREDUCE_BACKEND")
+    if tp > 1:
+        say(f"fake: tensor parallel {tp}, all-reduce backend {backend or 'auto'}")
+    for rank in range(tp):
+        prefix = f"(Worker_TP{rank} pid={1000 + rank}) " if tp > 1 else ""
+        say(prefix + "Available KV cache memory: 93.55 GiB")
     say("GPU KV cache size: 4,328,544 tokens")
+    say(f"Maximum concurrency for {max_len:,} tokens per request: 33.02x")
     say("Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): 100%")
     time.sleep(0.5)
     say("Graph capturing finished in 1 secs, took 1.35 GiB")
