@@ -328,11 +328,57 @@ async def openai_client(url: str, n: int, per_worker: int, output_len: int, ramp
     return _summary(ttfts, tpots, errors, wall)
 
 
+async def vllm_bench_client(url: str, n: int, per_worker: int, output_len: int, ramp_s: float) -> Result:
+    """`vllm bench serve`'s own request function and session (vllm/benchmarks/lib/endpoint_request_func.py,
+    the connector of vllm/benchmarks/serve.py), run with an interpreter that has vLLM (its CPU install will
+    do); its TTFT is the first chunk with `choices`, its TPOT (latency - TTFT) / (tokens - 1), as it reports them."""
+    import aiohttp
+    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncInput, async_request_openai_completions
+
+    connector = aiohttp.TCPConnector(limit=n, limit_per_host=n, ttl_dns_cache=300, use_dns_cache=True,
+                                     keepalive_timeout=60, enable_cleanup_closed=True, force_close=False)
+    ttfts: list[float] = []
+    tpots: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector, trust_env=True,
+                                     timeout=aiohttp.ClientTimeout(total=600)) as session:
+
+        async def one(max_tokens: int, record: bool) -> None:
+            nonlocal errors
+            out = await async_request_openai_completions(
+                RequestFuncInput(prompt="hello " * 8, api_url=url + "/v1/completions", prompt_len=8,
+                                 output_len=max_tokens, model="m", ignore_eos=True), session)
+            if not out.success:
+                errors += 1
+            elif record:
+                ttfts.append(out.ttft)
+                if out.output_tokens and out.output_tokens > 1:
+                    tpots.append((out.latency - out.ttft) / (out.output_tokens - 1))
+
+        async def wave(count: int, max_tokens: int, record: bool, ramp: float) -> float:
+            pending = iter(range(count))
+
+            async def worker(index: int) -> None:
+                if ramp > 0 and index:
+                    await asyncio.sleep(index * ramp / n)
+                for _ in pending:
+                    await one(max_tokens, record)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(i) for i in range(min(n, count))))
+            return time.perf_counter() - start
+
+        await wave(n, 1, False, 0.0)
+        wall = await wave(per_worker * n, output_len, True, ramp_s)
+    return _summary(ttfts, tpots, errors, wall)
+
+
 CLIENTS: dict[str, Callable[..., Awaitable[Result]]] = {
     "raw (gptoss-sky default)": raw_client(True),
     "raw (read-time stamps)": raw_client(False),
     "httpx (baseline)": httpx_client,
     "openai AsyncOpenAI": openai_client,
+    "vllm bench serve (aiohttp)": vllm_bench_client,
 }
 
 
