@@ -96,6 +96,10 @@ CASES = {
                          "--requests", "2", "--output-len", "8", "--input-len", "16"]),
               1: (None, ["bench", "--endpoint", REFUSED, "--model", "m", "--concurrency", "1", "--requests", "1"]),
               2: (None, ["bench", "--endpoint", REFUSED, "--requests", "0"])},
+    "tune": {0: (None, ["tune", "--endpoint", "{server}", "--api-key", "{key}", "--slo", "ttft-p90=9999,tpot-p50=9999",
+                        "--max-concurrency", "2", "--output-len", "8", "--input-len", "16"]),
+             1: (None, ["tune", "--endpoint", REFUSED, "--slo", "ttft-p90=500,tpot-p50=20"]),
+             2: (None, ["tune", "--endpoint", REFUSED, "--slo", "ttft-p90=500"])},
     # without gpt_oss.evals installed (Python >= 3.12) eval stops at 2 before it asks the endpoint
     "eval": {2: (None, ["eval", "--endpoint", REFUSED, "--model", "openai/gpt-oss-20b", "--examples", "1"])},
 }

@@ -38,6 +38,7 @@ def tripwires(monkeypatch):
 
 
 # (argv, words the one-line error must contain: the option, and what is allowed)
+SLO = "ttft-p90=500,tpot-p50=20"
 CASES = [
     # plan / up / serve share these options
     (["plan", "20b", "--context", "1"], ["--context", "2048..131072"]),
@@ -188,6 +189,15 @@ CASES = [
     (["eval", "--endpoint", HTTP, "--sampler", "completions"], ["--sampler", "responses"]),
     (["capacity", "20b", "--gpu", "L4", "--context", "131073"], ["--context 131073", "2048..131072"]),
     (["capacity", "20b", "--gpu", "L4", "--context", "1"], ["--context 1", "2048..131072", "holds no request"]),
+    (["tune", "--endpoint", HTTP, "--slo", "ttft-p90=500"], ["--slo", "ttft-p90=MS,tpot-p50=MS"]),
+    (["tune", "--endpoint", HTTP, "--slo", "ttft-p90=0,tpot-p50=20"], ["--slo", "above 0"]),
+    (["tune", "--endpoint", "notaurl", "--slo", SLO], ["--endpoint", "HOST:PORT"]),
+    (["tune", "--endpoint", HTTP, "--slo", SLO, "--input-len", "0"], ["--input-len", "positive"]),
+    (["tune", "--endpoint", HTTP, "--slo", SLO, "--output-len", "200000"], ["--output-len", "at most 131072"]),
+    (["tune", "--endpoint", HTTP, "--slo", SLO, "--max-minutes", "0"], ["--max-minutes", "above 0"]),
+    (["tune", "--endpoint", HTTP, "--slo", SLO, "--max-concurrency", "0"], ["--max-concurrency", "positive"]),
+    (["tune", "--endpoint", HTTP, "--slo", SLO, "--price-per-hour", "-1"], ["--price-per-hour", "at least 0"]),
+    (["tune", "--endpoint", HTTP], ["--slo"]),
     # render
     (["render", "--engine", "trt"], ["--engine", "vllm"]),
 ]

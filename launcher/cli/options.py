@@ -32,8 +32,8 @@ def plan_options(func):
         click.option("--spot", "--use-spot", "spot", is_flag=True, help="Spot prices and spot instances."),
         click.option("--context", type=int, callback=positive_int, help="max_model_len to serve."),
         click.option("--profile", default="balanced", show_default=True, metavar="balanced|latency|throughput|NAME",
-                     help="Engine tuning profile: a catalog one, or a NAME saved by `gptoss-sky tune --save` "
-                          "(GPTOSS_SKY_HOME/profiles/NAME.yaml: its flags, GPU and target QPS)."),
+                     help="Engine tuning profile: a catalog one, or a saved NAME "
+                          "(GPTOSS_SKY_HOME/profiles/NAME.yaml: its flags, GPU and measured target QPS)."),
         click.option("--optimize", type=click.Choice(plan_mod.OBJECTIVES), default="cost", show_default=True,
                      help="Rank by $/hour (what SkyPilot's optimizer launches) or by $ per 1M output tokens."),
         click.option("--engine", type=click.Choice(["vllm", "sglang"]), default="vllm", show_default=True,

@@ -140,7 +140,7 @@ def plan(top, all_regions, json_, **plan_args):
 
 
 def _print_saved_profiles(model_name):
-    """The saved profiles (gptoss-sky tune --save) measured on this model, one line each, on stderr."""
+    """The saved profiles (GPTOSS_SKY_HOME/profiles) measured on this model, one line each, on stderr."""
     from launcher.plan import saved_profiles
 
     for saved, p in saved_profiles.saved_for(model_name):

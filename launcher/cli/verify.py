@@ -1,4 +1,4 @@
-"""`gptoss-sky smoke | bench | eval`: check, load and score a running endpoint.
+"""`gptoss-sky smoke | bench | eval | tune`: check, load, score and tune a running endpoint.
 
 Each command takes a deployment NAME (resolved by `lifecycle.connection_for`) or `--endpoint URL`.
 The API key comes from --api-key, --api-key-file, $GPTOSS_SKY_API_KEY or the deployment record, in
@@ -38,6 +38,7 @@ from launcher.errors import EndpointError, UserError
 from launcher.verify import bench as bench_lib
 from launcher.verify import evals as evals_lib
 from launcher.verify import smoke as smoke_lib
+from launcher.verify import tune as tune_lib
 
 API_KEY_ENV = "GPTOSS_SKY_API_KEY"
 WEEK_S = 7 * 24 * 3600  # the longest wait any timeout here may ask for
@@ -451,4 +452,94 @@ def eval_(
         ctx.exit(1)
 
 
-COMMANDS: list[click.Command] = [smoke, bench, eval_]
+def _slo(ctx: click.Context, param: click.Parameter, value: str) -> tune_lib.Slo:
+    try:
+        return tune_lib.parse_slo(value)
+    except UserError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"--slo {value!r}: ")) from None
+
+
+@click.command(name="tune")
+@target_options
+@click.option("--slo", required=True, callback=_slo, metavar="ttft-p90=MS,tpot-p50=MS",
+              help="The latency to meet: TTFT p90 and TPOT p50 in milliseconds.")
+@click.option("--input-len", type=int, default=bench_lib.DEFAULT_INPUT_LEN, show_default=True,
+              callback=at_most(LONGEST_CONTEXT), metavar="I", help="Prompt length in tokens (approximate).")
+@click.option("--output-len", type=int, default=bench_lib.DEFAULT_OUTPUT_LEN, show_default=True,
+              callback=at_most(LONGEST_CONTEXT), metavar="O", help="Output tokens per request (ignore_eos).")
+@click.option("--max-minutes", type=float, callback=positive_number, metavar="M",
+              help="Stop the search after this many minutes (before the next level), with what it found.")
+@click.option("--max-concurrency", type=int, default=tune_lib.MAX_CONCURRENCY, show_default=True,
+              callback=at_most(MOST_REQUESTS), metavar="C", help="The highest concurrency to try.")
+@click.option("--price-per-hour", type=float, callback=non_negative_number, metavar="P",
+              help="$/hour of the deployment [default: from the deployment record].")
+@json_option
+@click.pass_context
+def tune(ctx: click.Context, target: Target, slo: tune_lib.Slo, input_len: int, output_len: int,
+         max_minutes: float | None, max_concurrency: int, price_per_hour: float | None, json_: bool) -> None:
+    """Find the highest load a running endpoint serves within a latency SLO: bench's steady state at
+    concurrency 1, 2, 4, ... then a bisection; reports tokens/s, QPS and $/1M output tokens there and the
+    target_qps_per_replica to serve it with. Exit 1 when no load met the SLO."""
+    model, context = target.model, None
+    listed, context = asyncio.run(bench_lib.served_model(target.base_url, target.api_key))
+    model = model or listed
+    if model is None:
+        raise EndpointError(f"{target.base_url}/v1/models lists no model it serves; pass --model")
+    if context is not None and input_len + output_len > context:
+        raise UserError(f"--input-len {input_len} + --output-len {output_len} = {input_len + output_len} tokens is "
+                        f"more than the served context of {context} (/v1/models' max_model_len); allowed: a sum "
+                        f"of at most {context}")
+    price = price_per_hour if price_per_hour is not None else target.price_per_hour
+    endpoint = tune_lib.Endpoint(target.base_url, target.api_key, model, price)
+    config = tune_lib.Configuration("as-served", {}, "the endpoint's own flags")
+
+    def progress(p: tune_lib.Progress) -> None:
+        if json_ or p.concurrency is None:
+            return
+        left = "" if p.seconds_left is None else f", {max(p.seconds_left, 0) / 60:.1f} min left"
+        if p.step is None:
+            stderr.print(f"{p.configuration}: concurrency {p.concurrency}{left}...", markup=False)
+        else:
+            verdict = "meets the SLO" if p.step.met else "misses the SLO"
+            stderr.print(f"{p.configuration}: concurrency {p.concurrency} {verdict} (TTFT p90 "
+                         f"{_num(p.step.ttft_ms_p90)} ms, TPOT p50 {_num(p.step.tpot_ms_p50)} ms, "
+                         f"{p.step.errors} errors){left}", markup=False)
+
+    result = tune_lib.run([config], lambda _: tune_lib.fixed_endpoint(endpoint), slo, input_len=input_len,
+                          output_len=output_len, max_seconds=max_minutes * 60 if max_minutes else None,
+                          on_progress=progress, max_concurrency=max_concurrency)
+    if json_:
+        print_json({"base_url": target.base_url, "model": model, **result.to_dict()})
+    else:
+        print_tune_result(result)
+    if result.winner is None:
+        ctx.exit(1)
+
+
+def print_tune_result(result: tune_lib.TuneResult) -> None:
+    """One row per configuration at its best load, then the winner and its target_qps_per_replica."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("CONFIG", "CONC", "TOK/S", "QPS", "$/1M", "TTFT P90", "TPOT P50", "WHY NOT"):
+        table.add_column(col, justify="left" if col in ("CONFIG", "WHY NOT") else "right", overflow="fold")
+    for r in result.results:
+        best = r.best
+        table.add_row(escape(r.name), str(r.concurrency or "-"),
+                      f"{best.output_tokens_per_s:,.0f}" if best else "-",
+                      f"{best.request_throughput:.3g}" if best else "-",
+                      _price(best.usd_per_million_output_tokens) if best else "-",
+                      _num(best.ttft_ms_p90) if best else "-", _num(best.tpot_ms_p50) if best else "-",
+                      escape(r.lost_because or ""))
+    stdout.print(table)
+    slo = result.slo
+    stdout.print(f"SLO: TTFT p90 <= {slo.ttft_p90_ms:g} ms, TPOT p50 <= {slo.tpot_p50_ms:g} ms at "
+                 f"{result.input_len}/{result.output_len} tokens", markup=False)
+    if result.stopped:
+        stdout.print(f"Stopped early: {result.stopped}", markup=False)
+    if result.winner is None:
+        stdout.print(result.recommendation, markup=False)
+        return
+    stdout.print(f"Best: {result.winner}; target_qps_per_replica: {result.target_qps_per_replica} "
+                 f"({result.recommendation})", markup=False)
+
+
+COMMANDS: list[click.Command] = [smoke, bench, eval_, tune]

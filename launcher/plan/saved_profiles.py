@@ -114,7 +114,7 @@ def load(name: str, builtin: Sequence[str] = ()) -> SavedProfile:
     try:
         return schema.check(SavedProfile, data, str(where))
     except CatalogError as exc:
-        raise UserError(f"--profile {name}: {exc} (a saved profile is what `gptoss-sky tune --save` writes)") \
+        raise UserError(f"--profile {name}: {exc} (README: Saved profiles)") \
             from None
 
 
